@@ -1,0 +1,144 @@
+"""The quart-trio application: error envelope, manager-token auth, and the route families.
+
+Routes live in ``server/routes/`` by family:
+
+* ``channels.py``    — ``/channel*``: create/info/delete, subscribers, whitelist, blacklist
+* ``tmpchannel.py``  — ``/tmpchannel/subscriber_set``
+* ``users.py``       — ``/user/systemuids*``
+* ``permission.py``  — ``/permission/check`` and ``/permission/check_batch``
+* ``admin.py``       — ``/health``, ``/admin/snapshot``
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any
+
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from server.errors import ApiError, BadRequest, UnsupportedMediaType
+from server.schema import Field, Limits, parse, parse_query
+from server.service import Roster
+
+log = logging.getLogger("roster")
+
+_JSON = "application/json"
+OK_BODY = b'{"status":"ok"}'
+
+#: Paths that never need the manager token.
+OPEN_PATHS = frozenset({"/health"})
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    404: "route_not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "not_json",
+}
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return Response(body, status=status, content_type=_JSON)
+
+
+def ok() -> Response:
+    return Response(OK_BODY, status=200, content_type=_JSON)
+
+
+def error_response(err: ApiError) -> Response:
+    return json_response(err.body(), err.status)
+
+
+class Api:
+    """What the routes share: the service, the limits, and body/query parsing."""
+
+    def __init__(self, roster: Roster) -> None:
+        self.roster = roster
+        s = roster.settings
+        self.limits = Limits(max_uids=s.max_uids_per_request, max_checks=s.max_checks_per_request)
+
+    async def body(self, fields: tuple[Field, ...]) -> dict[str, Any]:
+        return parse(fields, await read_json(), self.limits)
+
+    def query(self, fields: tuple[Field, ...]) -> dict[str, Any]:
+        return parse_query(fields, request.args, self.limits)
+
+
+async def read_json() -> Any:
+    """The request body decoded as JSON.
+
+    Callers of WuKongIM often send JSON without a JSON content type (``curl -d`` says
+    ``x-www-form-urlencoded``), and WuKongIM parses the body regardless; so does Roster. A body that
+    is not JSON is 415 when its declared type is not JSON either, else 400.
+    """
+    raw = await request.get_data(cache=False)
+    if not raw.strip():
+        raise BadRequest("request body is empty; expected a JSON object", "invalid_json")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        mimetype = request.mimetype
+        if mimetype and mimetype != _JSON and not mimetype.endswith("+json") \
+                and mimetype != "application/x-www-form-urlencoded":
+            raise UnsupportedMediaType(
+                f"request body must be JSON (Content-Type: {_JSON}), got {mimetype}"
+            ) from None
+        raise BadRequest(f"request body is not valid JSON: {exc}", "invalid_json") from None
+
+
+def create_app(roster: Roster) -> QuartTrio:
+    from server.routes import admin, channels, permission, tmpchannel, users
+
+    app = QuartTrio("roster")
+    app.config["MAX_CONTENT_LENGTH"] = roster.settings.max_body_bytes
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    token = roster.settings.token.encode() if roster.settings.token else None
+
+    if token is not None:
+
+        @app.before_request
+        async def require_token() -> Response | None:
+            if request.path in OPEN_PATHS:
+                return None
+            given = request.headers.get("token", "").encode()
+            # Constant-time: the comparison must not leak how much of the token matched.
+            if not hmac.compare_digest(given, token):
+                return json_response(
+                    {"status": 403, "msg": "no management permission", "code": "no_permission"},
+                    403,
+                )
+            return None
+
+    @app.errorhandler(ApiError)
+    async def api_error(err: ApiError) -> Response:
+        return error_response(err)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(err: HTTPException) -> Response:
+        status = err.code or 500
+        msg = {
+            404: f"no route {request.path}",
+            405: f"method {request.method} is not allowed on {request.path}",
+            413: f"request body is larger than {roster.settings.max_body_bytes} bytes",
+        }.get(status, err.description or err.name)
+        return json_response(
+            {"status": status, "msg": msg, "code": _HTTP_CODES.get(status, "http_error")}, status
+        )
+
+    @app.errorhandler(Exception)
+    async def unexpected(err: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_response(
+            {"status": 500, "msg": "internal error (this is a bug)", "code": "internal_error"}, 500
+        )
+
+    api = Api(roster)
+    for family in (channels, tmpchannel, users, permission, admin):
+        family.register(app, api)
+    return app

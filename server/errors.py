@@ -1,0 +1,77 @@
+"""Every error the JSON API can answer with, in one place.
+
+Each is an ``ApiError`` carrying the HTTP status, a stable snake_case ``code`` and an English
+sentence; the app turns it into ``{"status": <http status>, "msg": ..., "code": ...}`` (SPEC §1).
+
+    ApiError
+    ├── BadRequest (400)            invalid_json, invalid_body, field_missing, field_type,
+    │                               flag_invalid, value_out_of_range, channel_id_empty,
+    │                               channel_id_too_long, channel_id_special_char,
+    │                               channel_type_invalid, uid_invalid, uids_empty,
+    │                               too_many_uids, too_many_checks,
+    │                               person_channel_unsupported, temp_subscriber_unsupported,
+    │                               temp_channel_unsupported
+    ├── Forbidden (403)             no_permission
+    ├── NotFound (404)              channel_not_found, route_not_found
+    ├── MethodNotAllowed (405)      method_not_allowed
+    ├── PayloadTooLarge (413)       body_too_large
+    ├── UnsupportedMediaType (415)  not_json
+    └── Unavailable (503)           log_unavailable (the write-ahead log failed; the server is
+                                    stopping and nothing un-logged was acknowledged)
+
+A 500 is always a bug: the app logs it and answers ``internal_error``.
+"""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    status = 500
+    default_code = "internal_error"
+
+    def __init__(self, msg: str, code: str | None = None) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.code = code or self.default_code
+
+    def body(self) -> dict[str, object]:
+        return {"status": self.status, "msg": self.msg, "code": self.code}
+
+
+class BadRequest(ApiError):
+    status = 400
+    default_code = "invalid_request"
+
+
+class Forbidden(ApiError):
+    status = 403
+    default_code = "no_permission"
+
+
+class NotFound(ApiError):
+    status = 404
+    default_code = "channel_not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    default_code = "method_not_allowed"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    default_code = "body_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    default_code = "not_json"
+
+
+class Unavailable(ApiError):
+    status = 503
+    default_code = "log_unavailable"
+
+
+def channel_not_found(channel_id: str, channel_type: int) -> NotFound:
+    return NotFound(f"channel {channel_id!r} of type {channel_type} does not exist")

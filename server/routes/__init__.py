@@ -1,0 +1,1 @@
+"""HTTP route families; each module has ``register(app, api)``."""

@@ -1,0 +1,124 @@
+"""The process: lock the data dir, recover, then serve until told to stop.
+
+Order matters (DESIGN §2–3): recovery finishes **before** the port opens, so no request ever sees
+half-replayed state. The log flusher, the snapshotter and the purge task run in our own nursery,
+not quart's (whose shutdown waits 5 s); hypercorn is stopped through its shutdown trigger so
+in-flight requests finish, and the log is flushed and fsynced in a ``finally`` after it returns.
+
+Exit codes: 0 clean stop; 1 the log failed (fail-stop) or start was refused; 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from functools import partial
+
+import hypercorn.trio
+import trio
+from hypercorn.config import Config as HypercornConfig
+
+from server.app import create_app
+from server.config import Settings
+from server.service import Roster
+from server.state import State
+from wal import DataDirLock, WriteAheadLog, recover
+
+log = logging.getLogger("roster")
+
+
+def recover_state(settings: Settings) -> tuple[State, int]:
+    """Rebuild the state from the newest valid snapshot and the log; return it and the last LSN."""
+    state = State(settings.system_uids)
+
+    def load_chunk(chunk: object) -> None:
+        state.load_chunk(chunk)
+
+    def apply_record(lsn: int, batch: object) -> None:
+        state.apply(batch)  # type: ignore[arg-type]
+
+    report = recover(settings.data_dir, mode=settings.wal_recovery,
+                     load_snapshot_chunk=load_chunk, apply_record=apply_record, log=log.warning)
+    if settings.system_uids:
+        state.system_uids.update(settings.system_uids)
+    log.info(
+        "recovered lsn %d (snapshot %d + %d records from %d segments) in %.3f s",
+        report.last_lsn, report.snapshot_lsn, report.records_replayed, report.segments,
+        report.elapsed_s,
+    )
+    return state, report.last_lsn
+
+
+def hypercorn_config(settings: Settings) -> HypercornConfig:
+    cfg = HypercornConfig()
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    cfg.bind = [f"{host}:{settings.port}"]
+    cfg.graceful_timeout = 10.0
+    cfg.keep_alive_timeout = 75.0
+    cfg.accesslog = "-" if settings.access_log else None
+    cfg.errorlog = "-"
+    cfg.loglevel = "WARNING"
+    return cfg
+
+
+async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
+                = trio.TASK_STATUS_IGNORED) -> int:
+    """Run Roster until SIGINT/SIGTERM (or a log failure); return the process exit code."""
+    lock = DataDirLock(settings.data_dir)
+    lock.acquire()
+    try:
+        state, last_lsn = recover_state(settings)
+        fatal: list[BaseException] = []
+        stop = trio.Event()
+
+        def on_fatal(exc: BaseException) -> None:
+            # PostgreSQL's rule: an fsync failure is never retried. Waiters already got 503;
+            # stop serving and exit non-zero so a supervisor restarts us into recovery.
+            log.critical("write-ahead log failed, stopping: %r", exc)
+            fatal.append(exc)
+            stop.set()
+
+        wal = WriteAheadLog(settings.data_dir, next_lsn=last_lsn + 1, fsync=settings.fsync,
+                            segment_bytes=settings.segment_bytes, on_fatal=on_fatal)
+        roster = Roster(state, wal, settings)
+        app = create_app(roster)
+        if not settings.is_loopback() and not settings.token:
+            log.warning(
+                "LISTENING ON %s WITHOUT A MANAGER TOKEN: anyone who can reach this port can "
+                "change every channel. Pass --token (or ROSTER_TOKEN).", settings.host)
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(wal.run)
+            nursery.start_soon(roster.snapshot_loop)
+            nursery.start_soon(roster.purge_loop)
+            nursery.start_soon(_stop_on_signal, stop)
+            try:
+                async with trio.open_nursery() as web:
+                    addrs = await web.start(partial(
+                        hypercorn.trio.serve, app, hypercorn_config(settings),
+                        shutdown_trigger=stop.wait))
+                    print(f"roster: listening on {' '.join(addrs)} (data {settings.data_dir}, "
+                          f"fsync {settings.fsync}, lsn {last_lsn})", flush=True)
+                    task_status.started(addrs)
+            finally:
+                # Whatever ended the server (signal, log failure, a protocol bug escaping
+                # hypercorn), everything already acknowledged is durable; flush the rest.
+                with trio.CancelScope(shield=True):
+                    await wal.close()
+                nursery.cancel_scope.cancel()
+        return 1 if fatal else 0
+    finally:
+        lock.release()
+
+
+async def _stop_on_signal(stop: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s: finishing in-flight requests", signal.Signals(signum).name)
+            stop.set()
+            return
+
+
+def run(settings: Settings) -> int:
+    """Serve in this process; recovery errors (corrupt log, locked dir) propagate to the CLI."""
+    return trio.run(serve, settings)

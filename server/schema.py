@@ -1,0 +1,239 @@
+"""Request schemas: one declarative table per route, and the validator that reads it.
+
+Each route declares its body (or query) as a tuple of ``Field``s. ``parse`` checks a decoded JSON
+object against it and returns plain values, or raises ``BadRequest`` naming the field and a stable
+code. The same tables describe the API (``describe`` → JSON Schema fragments), so documentation and
+behaviour come from one source.
+
+Why not pydantic/quart-schema: the error *codes* and the order of the checks are part of the
+WuKongIM-compatible contract (``channel_id_empty`` before ``channel_id_special_char`` before
+``channel_id_too_long``; a 65-char id is a 400 with its own code), and this is the request path of
+every call, so it stays a few dict lookups and type checks.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from server.errors import BadRequest
+
+MAX_ID_LEN: Final = 64
+# WuKongIM's separators plus anything that would make an id ambiguous in logs or URLs.
+_BAD_ID_CHARS: Final = re.compile(r"[@#&\s\x00-\x1f\x7f-\x9f]")
+
+Kind = Literal["channel_id", "channel_type", "flag", "uid", "uids", "int", "checks"]
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    kind: Kind
+    required: bool = False
+    #: value used when the field is absent (or, for ``channel_type`` with ``zero_default``, 0)
+    default: Any = None
+    minimum: int | None = None
+    maximum: int | None = None
+    #: channel_type only: WuKongIM treats a missing or 0 type as 2 (group) on this route
+    zero_default: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_uids: int = 10_000
+    max_checks: int = 10_000
+
+
+def _type_name(value: object) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+            dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def check_channel_id(value: object, name: str = "channel_id") -> str:
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string, got {_type_name(value)}", "field_type")
+    value = value.strip()
+    if not value:
+        raise BadRequest(f"{name} cannot be empty", "channel_id_empty")
+    if _BAD_ID_CHARS.search(value):
+        # The sentence is WuKongIM's (seed 000, SPEC §3): @ # & whitespace and control characters.
+        what = "channel ID" if name == "channel_id" else name
+        raise BadRequest(
+            f"{what} cannot contain special characters",
+            "channel_id_special_char",
+        )
+    if len(value) > MAX_ID_LEN:
+        raise BadRequest(
+            f"{name} cannot be longer than {MAX_ID_LEN} characters (got {len(value)})",
+            "channel_id_too_long",
+        )
+    return sys.intern(value)
+
+
+def check_uid(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string, got {_type_name(value)}", "uid_invalid")
+    uid = value.strip()
+    if not uid or len(uid) > MAX_ID_LEN or _BAD_ID_CHARS.search(uid):
+        raise BadRequest(
+            f"{name} is not a valid uid: 1-{MAX_ID_LEN} characters, no @ # & whitespace or "
+            f"control characters",
+            "uid_invalid",
+        )
+    return sys.intern(uid)
+
+
+def check_uids(value: object, name: str, max_uids: int) -> list[str]:
+    if not isinstance(value, list):
+        raise BadRequest(f"{name} must be an array of strings, got {_type_name(value)}",
+                         "field_type")
+    if len(value) > max_uids:
+        # Counted before de-duplication so a huge body is refused before any per-item work.
+        raise BadRequest(f"{name} has {len(value)} entries; at most {max_uids} per request",
+                         "too_many_uids")
+    return list(dict.fromkeys(check_uid(v, f"{name}[{i}]") for i, v in enumerate(value)))
+
+
+def check_channel_type(value: object, name: str = "channel_type") -> int:
+    if type(value) is not int:
+        raise BadRequest(f"{name} must be an integer 1-255, got {_type_name(value)}", "field_type")
+    if not 1 <= value <= 255:
+        raise BadRequest("channel type cannot be 0 (must be 1-255)" if value == 0 else
+                         f"{name} must be 1-255, got {value}", "channel_type_invalid")
+    return value
+
+
+def _check_int(f: Field, value: object) -> int:
+    if type(value) is not int:
+        raise BadRequest(f"{f.name} must be an integer, got {_type_name(value)}", "field_type")
+    if (f.minimum is not None and value < f.minimum) or (
+        f.maximum is not None and value > f.maximum
+    ):
+        raise BadRequest(f"{f.name} must be between {f.minimum} and {f.maximum}, got {value}",
+                         "value_out_of_range")
+    return value
+
+
+def _check_flag(f: Field, value: object) -> int:
+    if type(value) is not int or value not in (0, 1):
+        raise BadRequest(f"{f.name} must be 0 or 1, got {value!r}", "flag_invalid")
+    return value
+
+
+def check_one(data: Mapping[str, Any], prefix: str = "") -> tuple[str, str, int]:
+    """One permission check ``{from_uid, channel_id, channel_type}`` → validated tuple."""
+    if not isinstance(data, dict):
+        raise BadRequest(f"{prefix or 'body'} must be a JSON object", "invalid_body")
+    try:
+        from_uid, channel_id, channel_type = (
+            data["from_uid"], data["channel_id"], data["channel_type"]
+        )
+    except KeyError as exc:
+        raise BadRequest(f"{prefix}{exc.args[0]} is required", "field_missing") from None
+    return (
+        check_uid(from_uid, prefix + "from_uid"),
+        check_channel_id(channel_id, prefix + "channel_id"),
+        check_channel_type(channel_type, prefix + "channel_type"),
+    )
+
+
+def parse(fields: Sequence[Field], data: object, limits: Limits) -> dict[str, Any]:
+    """Validate ``data`` (a decoded JSON body or a query mapping) against ``fields``."""
+    if not isinstance(data, Mapping):
+        raise BadRequest(f"request body must be a JSON object, got {_type_name(data)}",
+                         "invalid_body")
+    out: dict[str, Any] = {}
+    for f in fields:
+        value = data.get(f.name)
+        if value is None:
+            if f.kind == "channel_type" and f.zero_default:
+                out[f.name] = 2
+                continue
+            if f.required:
+                raise BadRequest(f"{f.name} is required", "field_missing")
+            out[f.name] = f.default
+            continue
+        kind = f.kind
+        if kind == "channel_id":
+            out[f.name] = check_channel_id(value, f.name)
+        elif kind == "channel_type":
+            out[f.name] = 2 if (value == 0 and f.zero_default and type(value) is int) \
+                else check_channel_type(value, f.name)
+        elif kind == "flag":
+            out[f.name] = _check_flag(f, value)
+        elif kind == "uid":
+            out[f.name] = check_uid(value, f.name)
+        elif kind == "uids":
+            out[f.name] = check_uids(value, f.name, limits.max_uids)
+        elif kind == "int":
+            out[f.name] = _check_int(f, value)
+        elif kind == "checks":
+            if not isinstance(value, list):
+                raise BadRequest(f"{f.name} must be an array of objects", "field_type")
+            if len(value) > limits.max_checks:
+                raise BadRequest(
+                    f"{f.name} has {len(value)} entries; at most {limits.max_checks} per request",
+                    "too_many_checks",
+                )
+            out[f.name] = [check_one(c, f"{f.name}[{i}].") for i, c in enumerate(value)]
+        else:  # pragma: no cover - the Kind literal is exhaustive
+            raise AssertionError(kind)
+    return out
+
+
+def parse_query(fields: Sequence[Field], args: Mapping[str, str], limits: Limits) -> dict[str, Any]:
+    """Query strings carry text: turn integer-kinded fields into ints first, then ``parse``."""
+    data: dict[str, Any] = {}
+    for f in fields:
+        raw = args.get(f.name)
+        if raw is None or raw == "":
+            continue
+        if f.kind in ("channel_type", "flag", "int"):
+            try:
+                data[f.name] = int(raw)
+            except ValueError:
+                raise BadRequest(f"{f.name} must be an integer, got {raw!r}", "field_type") \
+                    from None
+        else:
+            data[f.name] = raw
+    return parse(fields, data, limits)
+
+
+# -- documentation ----------------------------------------------------------------------------
+
+_ID_SCHEMA: Final = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LEN,
+                     "pattern": r"^[^@#&\s]+$"}
+
+
+def describe(fields: Sequence[Field]) -> dict[str, Any]:
+    """A JSON Schema object for ``fields`` (the OpenAPI document is built from these)."""
+    props: dict[str, Any] = {}
+    for f in fields:
+        if f.kind in ("channel_id", "uid"):
+            schema: dict[str, Any] = dict(_ID_SCHEMA)
+        elif f.kind == "channel_type":
+            schema = {"type": "integer", "minimum": 0 if f.zero_default else 1, "maximum": 255}
+        elif f.kind == "flag":
+            schema = {"type": "integer", "enum": [0, 1]}
+        elif f.kind == "uids":
+            schema = {"type": "array", "items": dict(_ID_SCHEMA)}
+        elif f.kind == "int":
+            schema = {"type": "integer"}
+            if f.minimum is not None:
+                schema["minimum"] = f.minimum
+            if f.maximum is not None:
+                schema["maximum"] = f.maximum
+        else:
+            schema = {"type": "array", "items": {
+                "type": "object", "required": ["from_uid", "channel_id", "channel_type"],
+                "properties": {"from_uid": dict(_ID_SCHEMA), "channel_id": dict(_ID_SCHEMA),
+                               "channel_type": {"type": "integer", "minimum": 1, "maximum": 255}}}}
+        if f.doc:
+            schema["description"] = f.doc
+        props[f.name] = schema
+    return {"type": "object", "properties": props,
+            "required": [f.name for f in fields if f.required]}

@@ -1,0 +1,95 @@
+"""The running service: state engine + write-ahead log + the tasks that keep them tidy.
+
+``Roster.commit`` is the one way a mutation happens (DESIGN §2): submit the batch to the log and
+apply it to the state in one synchronous step (so log order is apply order), then wait until the
+record is durable under the fsync policy before the caller acknowledges anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import trio
+
+from server.config import Settings
+from server.errors import Unavailable
+from server.state import State
+from wal import LogFailedError, SnapshotInfo, WriteAheadLog
+
+log = logging.getLogger("roster")
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Roster:
+    def __init__(
+        self,
+        state: State,
+        wal: WriteAheadLog,
+        settings: Settings,
+        clock: Callable[[], int] = wall_ms,
+    ) -> None:
+        self.state = state
+        self.wal = wal
+        self.settings = settings
+        self.now_ms = clock
+        self._snapshot_wanted = trio.Event()
+        self._snapshot_lock = trio.Lock()
+        self.last_snapshot: SnapshotInfo | None = None
+
+    async def commit(self, ops: Sequence[Sequence[Any]]) -> int:
+        """Log and apply ``ops`` as one atomic record; return its LSN once it is durable."""
+        batch = (self.now_ms(), ops)
+        try:
+            lsn = self.wal.submit(batch)
+        except LogFailedError as exc:
+            raise Unavailable(f"the write-ahead log cannot be written ({exc}); server is stopping") \
+                from None
+        self.state.apply(batch)
+        if self.wal.bytes_since_snapshot >= self.settings.snapshot_bytes:
+            self._snapshot_wanted.set()
+        try:
+            await self.wal.wait_durable(lsn)
+        except LogFailedError as exc:
+            raise Unavailable(f"the write-ahead log cannot be written ({exc}); server is stopping") \
+                from None
+        return lsn
+
+    async def snapshot(self) -> SnapshotInfo:
+        """Write a snapshot now (one at a time; a second caller waits for the running one)."""
+        async with self._snapshot_lock:
+            # LSN and the copy of the top-level dict are taken in one synchronous step.
+            lsn = self.wal.last_lsn
+            info = await self.wal.snapshot(lsn, self.state.snapshot_chunks())
+        self.last_snapshot = info
+        log.info("snapshot at lsn %d: %d bytes in %.3f s", info.lsn, info.bytes, info.seconds)
+        return info
+
+    async def snapshot_loop(self) -> None:
+        """Take a snapshot whenever the log has grown past ``snapshot_bytes`` since the last one."""
+        while True:
+            await self._snapshot_wanted.wait()
+            self._snapshot_wanted = trio.Event()
+            if self.wal.bytes_since_snapshot >= self.settings.snapshot_bytes:
+                await self.snapshot()
+
+    async def purge_loop(self) -> None:
+        """Remove expired temporary channels; each purge is logged like any mutation."""
+        while True:
+            await trio.sleep(self.settings.purge_interval_s)
+            try:
+                await self.purge_expired()
+            except Unavailable:
+                return  # the log failed; the runner is already stopping the process
+
+    async def purge_expired(self) -> int:
+        expired = self.state.expired_temp_channels(self.now_ms())
+        if expired:
+            await self.commit([("tmp_expire", cid) for cid in expired])
+            log.info("purged %d expired temporary channels", len(expired))
+        return len(expired)

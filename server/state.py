@@ -1,0 +1,292 @@
+"""The state engine: every channel, list and system account, held in dicts and sets.
+
+Design notes
+------------
+* **No I/O, no trio, no clock.** Time arrives as ``now_ms`` inside each mutation, so the engine is
+  tested synchronously and a gateway can embed it (``State()`` + ``apply`` + ``permission.decide``).
+* **Mutations are ops**: small tuples such as ``("wl_set", channel_id, channel_type, [uids])``. A
+  request becomes one *batch* ``(now_ms, [op, ...])``; the server logs the batch as one WAL record and
+  applies it here in the same synchronous step, so log order is apply order.
+* **Ops are blind writes** (set-add, discard, replace, put, pop). Applying a suffix of the log to any
+  state that already contains part of that suffix gives the same result as applying it to the state
+  before the suffix; that is what makes fuzzy snapshots (taken while writes continue) correct.
+* **apply never rejects.** Validation (does the channel exist, is the uid well formed) happens in the
+  routes *before* a batch is built; an op that finds no channel creates it, so replay can never fail
+  half-way through a record.
+* Memory: empty white/black lists share one frozenset; uids are interned so a uid that is in many
+  sets is stored once.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Final
+
+PERSON: Final = 1
+GROUP: Final = 2
+TEMP: Final = 8
+
+FLAG_NAMES: Final = ("ban", "disband", "send_ban", "allow_stranger", "large")
+
+ChannelKey = tuple[str, int]
+Batch = tuple[int, Sequence[Sequence[Any]]]
+
+_EMPTY: frozenset[str] = frozenset()
+_intern = sys.intern
+
+
+class Channel:
+    """One channel's flags and member sets.
+
+    ``whitelist`` / ``blacklist`` are the shared empty frozenset until something is added: most
+    channels never have either, and ``uid in frozenset()`` costs the same as on a set.
+    """
+
+    __slots__ = (
+        "allow_stranger",
+        "ban",
+        "blacklist",
+        "created_at",
+        "disband",
+        "expires_at",
+        "large",
+        "send_ban",
+        "subscribers",
+        "updated_at",
+        "whitelist",
+    )
+
+    def __init__(self, now_ms: int) -> None:
+        self.ban = 0
+        self.disband = 0
+        self.send_ban = 0
+        self.allow_stranger = 0
+        self.large = 0
+        self.subscribers: set[str] | frozenset[str] = _EMPTY
+        self.whitelist: set[str] | frozenset[str] = _EMPTY
+        self.blacklist: set[str] | frozenset[str] = _EMPTY
+        self.created_at = now_ms
+        self.updated_at = now_ms
+        # Temporary channels only: the instant (ms) after which the channel counts as missing.
+        self.expires_at = 0
+
+    def flags(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in FLAG_NAMES}
+
+
+def _replace(uids: Iterable[str]) -> set[str] | frozenset[str]:
+    members = {_intern(u) for u in uids}
+    return members if members else _EMPTY
+
+
+def _add(current: set[str] | frozenset[str], uids: Iterable[str]) -> set[str] | frozenset[str]:
+    if not current:  # the shared empty frozenset: never mutate it
+        return _replace(uids)
+    assert isinstance(current, set)
+    current.update(_intern(u) for u in uids)
+    return current
+
+
+def _discard(current: set[str] | frozenset[str], uids: Iterable[str]) -> set[str] | frozenset[str]:
+    if not current:
+        return current
+    assert isinstance(current, set)
+    current.difference_update(uids)
+    return current if current else _EMPTY
+
+
+class State:
+    """All channel state. Read the attributes freely; change them only through :meth:`apply`."""
+
+    def __init__(self, system_uids: Iterable[str] = ()) -> None:
+        self.channels: dict[ChannelKey, Channel] = {}
+        self.system_uids: set[str] = {_intern(u) for u in system_uids}
+        self._ops: dict[str, Callable[..., None]] = {
+            "ch_put": self._ch_put,
+            "ch_del": self._ch_del,
+            "sub_add": self._list_op("subscribers", _add),
+            "sub_rm": self._list_op("subscribers", _discard),
+            "sub_set": self._list_op("subscribers", lambda _cur, uids: _replace(uids)),
+            "wl_add": self._list_op("whitelist", _add),
+            "wl_rm": self._list_op("whitelist", _discard),
+            "wl_set": self._list_op("whitelist", lambda _cur, uids: _replace(uids)),
+            "bl_add": self._list_op("blacklist", _add),
+            "bl_rm": self._list_op("blacklist", _discard),
+            "bl_set": self._list_op("blacklist", lambda _cur, uids: _replace(uids)),
+            "tmp_set": self._tmp_set,
+            "tmp_expire": self._tmp_expire,
+            "sys_add": self._sys_add,
+            "sys_rm": self._sys_rm,
+        }
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def get(self, channel_id: str, channel_type: int, now_ms: int) -> Channel | None:
+        """The live channel, or None if it does not exist (or is an expired temporary channel)."""
+        ch = self.channels.get((channel_id, channel_type))
+        if ch is None or (ch.expires_at and ch.expires_at <= now_ms):
+            return None
+        return ch
+
+    def expired_temp_channels(self, now_ms: int, limit: int = 1000) -> list[str]:
+        """Ids of temporary channels whose TTL has passed (they still occupy memory until purged)."""
+        found = []
+        for (cid, ctype), ch in self.channels.items():
+            if ctype == TEMP and ch.expires_at and ch.expires_at <= now_ms:
+                found.append(cid)
+                if len(found) >= limit:
+                    break
+        return found
+
+    def counts(self) -> dict[str, int]:
+        subs = wl = bl = 0
+        for ch in self.channels.values():
+            subs += len(ch.subscribers)
+            wl += len(ch.whitelist)
+            bl += len(ch.blacklist)
+        return {
+            "channels": len(self.channels),
+            "subscribers": subs,
+            "whitelist": wl,
+            "blacklist": bl,
+            "system_uids": len(self.system_uids),
+        }
+
+    # -- mutating ----------------------------------------------------------------------------
+
+    def apply(self, batch: Batch) -> None:
+        """Apply one logged batch ``(now_ms, ops)``. Never raises for ops built by the routes."""
+        now_ms, ops = batch
+        table = self._ops
+        for op in ops:
+            table[op[0]](now_ms, *op[1:])
+
+    def validate_op(self, op: Sequence[Any]) -> bool:
+        """True if ``op`` names a known operation (used when replaying a log from another build)."""
+        return bool(op) and op[0] in self._ops
+
+    def _touch(self, channel_id: str, channel_type: int, now_ms: int) -> Channel:
+        key = (_intern(channel_id), channel_type)
+        ch = self.channels.get(key)
+        if ch is None:
+            ch = self.channels[key] = Channel(now_ms)
+        else:
+            ch.updated_at = now_ms
+        return ch
+
+    def _ch_put(self, now_ms: int, channel_id: str, channel_type: int, flags: dict[str, int]) -> None:
+        ch = self._touch(channel_id, channel_type, now_ms)
+        for name, value in flags.items():
+            if name in FLAG_NAMES:
+                setattr(ch, name, int(value))
+
+    def _ch_del(self, now_ms: int, channel_id: str, channel_type: int) -> None:
+        self.channels.pop((channel_id, channel_type), None)
+
+    def _list_op(
+        self,
+        attr: str,
+        change: Callable[[set[str] | frozenset[str], Iterable[str]], set[str] | frozenset[str]],
+    ) -> Callable[..., None]:
+        def op(now_ms: int, channel_id: str, channel_type: int, uids: Iterable[str]) -> None:
+            ch = self._touch(channel_id, channel_type, now_ms)
+            setattr(ch, attr, change(getattr(ch, attr), uids))
+
+        return op
+
+    def _tmp_set(self, now_ms: int, channel_id: str, uids: Iterable[str], expires_at: int) -> None:
+        key = (_intern(channel_id), TEMP)
+        ch = self.channels.get(key)
+        if ch is None or (ch.expires_at and ch.expires_at <= now_ms):
+            # An expired temporary channel is gone: a new subscriber_set starts a fresh one.
+            ch = self.channels[key] = Channel(now_ms)
+        ch.updated_at = now_ms
+        ch.subscribers = _replace(uids)
+        ch.expires_at = expires_at
+
+    def _tmp_expire(self, now_ms: int, channel_id: str) -> None:
+        ch = self.channels.get((channel_id, TEMP))
+        if ch is not None and ch.expires_at and ch.expires_at <= now_ms:
+            del self.channels[(channel_id, TEMP)]
+
+    def _sys_add(self, now_ms: int, uids: Iterable[str]) -> None:
+        self.system_uids.update(_intern(u) for u in uids)
+
+    def _sys_rm(self, now_ms: int, uids: Iterable[str]) -> None:
+        self.system_uids.difference_update(uids)
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def snapshot_chunks(self, rows_per_chunk: int = 2000) -> Iterator[object]:
+        """Chunks that :meth:`load_chunk` turns back into this state.
+
+        The top-level dict is copied *now* (one synchronous step), so the caller may serialise the
+        chunks across awaits while writes continue; every row is built in one step too, so a set is
+        never iterated while it changes. The result is fuzzy (rows may include later writes) and the
+        log replay after the snapshot's LSN makes it exact, because ops are blind writes.
+        """
+        items = list(self.channels.items())
+        system = sorted(self.system_uids)
+
+        def chunks() -> Iterator[object]:
+            yield {"kind": "meta", "version": 1, "system_uids": system, "channels": len(items)}
+            for start in range(0, len(items), rows_per_chunk):
+                rows = []
+                for (cid, ctype), ch in items[start : start + rows_per_chunk]:
+                    rows.append(
+                        (
+                            cid,
+                            ctype,
+                            (ch.ban, ch.disband, ch.send_ban, ch.allow_stranger, ch.large),
+                            ch.created_at,
+                            ch.updated_at,
+                            ch.expires_at,
+                            list(ch.subscribers),
+                            list(ch.whitelist),
+                            list(ch.blacklist),
+                        )
+                    )
+                yield {"kind": "channels", "rows": rows}
+
+        return chunks()
+
+    def load_chunk(self, chunk: object) -> None:
+        """Inverse of :meth:`snapshot_chunks`, one chunk at a time."""
+        if not isinstance(chunk, dict):
+            raise ValueError(f"snapshot chunk is {type(chunk).__name__}, expected a map")
+        kind = chunk.get("kind")
+        if kind == "meta":
+            if chunk.get("version") != 1:
+                raise ValueError(f"unsupported snapshot state version {chunk.get('version')!r}")
+            self.system_uids = {_intern(u) for u in chunk["system_uids"]}
+        elif kind == "channels":
+            for cid, ctype, flags, created, updated, expires, subs, wl, bl in chunk["rows"]:
+                ch = Channel(created)
+                ch.ban, ch.disband, ch.send_ban, ch.allow_stranger, ch.large = flags
+                ch.updated_at = updated
+                ch.expires_at = expires
+                ch.subscribers = _replace(subs)
+                ch.whitelist = _replace(wl)
+                ch.blacklist = _replace(bl)
+                self.channels[(_intern(cid), ctype)] = ch
+        else:
+            raise ValueError(f"unknown snapshot chunk kind {kind!r}")
+
+    def as_plain(self) -> dict[str, Any]:
+        """Everything as plain dicts/sets: what tests compare before and after a restart."""
+        return {
+            "system_uids": set(self.system_uids),
+            "channels": {
+                key: {
+                    **ch.flags(),
+                    "subscribers": set(ch.subscribers),
+                    "whitelist": set(ch.whitelist),
+                    "blacklist": set(ch.blacklist),
+                    "created_at": ch.created_at,
+                    "updated_at": ch.updated_at,
+                    "expires_at": ch.expires_at,
+                }
+                for key, ch in self.channels.items()
+            },
+        }

@@ -1,0 +1,131 @@
+"""State engine: blind-write ops, temporary channels, snapshots (synchronous, no I/O)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from server.state import State
+
+NOW = 1_000_000
+
+
+def apply(state: State, *ops: tuple[Any, ...], now: int = NOW) -> None:
+    state.apply((now, list(ops)))
+
+
+def test_flags_left_out_keep_their_value() -> None:
+    s = State()
+    apply(s, ("ch_put", "g", 2, {"ban": 1, "large": 1}))
+    apply(s, ("ch_put", "g", 2, {"send_ban": 1}), now=NOW + 5)
+    ch = s.channels[("g", 2)]
+    assert (ch.ban, ch.large, ch.send_ban, ch.disband) == (1, 1, 1, 0)
+    assert (ch.created_at, ch.updated_at) == (NOW, NOW + 5)
+
+
+def test_list_ops_add_remove_replace() -> None:
+    s = State()
+    apply(s, ("ch_put", "g", 2, {}), ("wl_add", "g", 2, ["a", "b"]), ("wl_add", "g", 2, ["c"]))
+    assert s.channels[("g", 2)].whitelist == {"a", "b", "c"}
+    apply(s, ("wl_rm", "g", 2, ["a", "absent"]))
+    assert s.channels[("g", 2)].whitelist == {"b", "c"}
+    apply(s, ("wl_set", "g", 2, ["x"]))
+    assert s.channels[("g", 2)].whitelist == {"x"}
+    apply(s, ("wl_set", "g", 2, []))
+    assert not s.channels[("g", 2)].whitelist
+
+
+def test_empty_lists_share_one_frozenset_and_are_never_mutated() -> None:
+    s = State()
+    apply(s, ("ch_put", "a", 2, {}), ("ch_put", "b", 2, {}))
+    a, b = s.channels[("a", 2)], s.channels[("b", 2)]
+    assert a.blacklist is b.blacklist
+    apply(s, ("bl_add", "a", 2, ["x"]), ("bl_rm", "b", 2, ["x"]))
+    assert a.blacklist == {"x"} and b.blacklist == frozenset()
+    apply(s, ("bl_rm", "a", 2, ["x"]))
+    assert a.blacklist is b.blacklist
+
+
+def test_temp_channel_expiry_and_purge() -> None:
+    s = State()
+    apply(s, ("tmp_set", "t", ["a"], NOW + 100))
+    assert s.get("t", 8, NOW + 99) is not None
+    assert s.get("t", 8, NOW + 100) is None
+    assert s.expired_temp_channels(NOW + 99) == []
+    assert s.expired_temp_channels(NOW + 100) == ["t"]
+    apply(s, ("tmp_expire", "t"), now=NOW + 50)  # not yet expired at the op's time: kept
+    assert ("t", 8) in s.channels
+    apply(s, ("tmp_expire", "t"), now=NOW + 100)
+    assert ("t", 8) not in s.channels
+
+
+def test_tmp_set_after_expiry_starts_fresh() -> None:
+    s = State()
+    apply(s, ("tmp_set", "t", ["a"], NOW + 10), ("wl_add", "t", 8, ["a"]))
+    apply(s, ("tmp_set", "t", ["b"], NOW + 1000), now=NOW + 20)
+    ch = s.channels[("t", 8)]
+    assert ch.subscribers == {"b"} and not ch.whitelist and ch.created_at == NOW + 20
+
+
+def roundtrip(s: State) -> State:
+    copy = State()
+    for chunk in s.snapshot_chunks(rows_per_chunk=3):
+        copy.load_chunk(chunk)
+    return copy
+
+
+def test_snapshot_chunks_roundtrip() -> None:
+    s = State(["sys1"])
+    for i in range(10):
+        apply(s, ("ch_put", f"g{i}", 2, {"ban": i % 2}), ("sub_add", f"g{i}", 2, [f"u{i}", "x"]),
+              ("bl_add", f"g{i}", 2, [f"b{i}"]))
+    apply(s, ("tmp_set", "t", ["a"], NOW + 5), ("wl_add", "p", 1, ["friend"]))
+    assert roundtrip(s).as_plain() == s.as_plain()
+
+
+def test_snapshot_is_fuzzy_but_replay_makes_it_exact() -> None:
+    """A write between taking the chunks and serialising them is fixed by replaying the suffix."""
+    s = State()
+    apply(s, ("ch_put", "g", 2, {}), ("sub_add", "g", 2, ["a"]))
+    chunks = s.snapshot_chunks()  # the snapshot's LSN is taken here
+    suffix = [(NOW + 1, [("sub_add", "g", 2, ["b"]), ("ch_del", "h", 2)]),
+              (NOW + 2, [("ch_put", "h", 2, {}), ("sub_rm", "g", 2, ["a"])])]
+    for batch in suffix:
+        s.apply(batch)
+    copy = State()
+    for chunk in chunks:
+        copy.load_chunk(chunk)
+    for batch in suffix:
+        copy.apply(batch)
+    assert copy.as_plain() == s.as_plain()
+
+
+UIDS = st.sampled_from(["a", "b", "c", "d"])
+OPS = st.one_of(
+    st.tuples(st.sampled_from(["sub_add", "sub_rm", "sub_set", "wl_add", "wl_rm", "wl_set",
+                               "bl_add", "bl_rm", "bl_set"]),
+              st.sampled_from(["g", "h"]), st.just(2), st.lists(UIDS, max_size=3)),
+    st.tuples(st.just("ch_put"), st.sampled_from(["g", "h"]), st.just(2),
+              st.dictionaries(st.sampled_from(["ban", "send_ban", "disband"]),
+                              st.integers(0, 1))),
+    st.tuples(st.just("ch_del"), st.sampled_from(["g", "h"]), st.just(2)),
+    st.tuples(st.sampled_from(["sys_add", "sys_rm"]), st.lists(UIDS, max_size=2)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(prefix=st.lists(OPS, max_size=10), suffix=st.lists(OPS, max_size=10),
+       seen=st.integers(0, 10))
+def test_blind_writes_make_replay_idempotent(prefix: list[Any], suffix: list[Any],
+                                             seen: int) -> None:
+    """Replaying a suffix over a state that already saw part of it gives the exact state."""
+    truth = State()
+    truth.apply((NOW, prefix))
+    fuzzy = State()
+    fuzzy.apply((NOW, prefix))
+    fuzzy.apply((NOW, suffix[:seen]))
+    truth.apply((NOW, suffix))
+    fuzzy.apply((NOW, suffix))
+    assert fuzzy.as_plain() == truth.as_plain()
