@@ -28,7 +28,8 @@ from server.permission import decide
 from server.state import State
 
 
-def bench_decide(channels: int = 100_000, members: int = 10, checks: int = 200_000) -> dict[str, float]:
+def bench_decide(channels: int = 100_000, members: int = 10,
+                 checks: int = 200_000) -> dict[str, float]:
     rng = random.Random(7)
     state = State()
     uids = [f"user{i}" for i in range(channels * 2)]

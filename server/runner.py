@@ -1,6 +1,6 @@
 """The process: lock the data dir, recover, then serve until told to stop.
 
-Order matters (DESIGN §2–3): recovery finishes **before** the port opens, so no request ever sees
+Order matters (DESIGN §2-3): recovery finishes **before** the port opens, so no request ever sees
 half-replayed state. The log flusher, the snapshotter and the purge task run in our own nursery,
 not quart's (whose shutdown waits 5 s); hypercorn is stopped through its shutdown trigger so
 in-flight requests finish, and the log is flushed and fsynced in a ``finally`` after it returns.

@@ -26,6 +26,10 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _unavailable(exc: BaseException) -> Unavailable:
+    return Unavailable(f"the write-ahead log cannot be written ({exc}); the server is stopping")
+
+
 class Roster:
     def __init__(
         self,
@@ -48,16 +52,14 @@ class Roster:
         try:
             lsn = self.wal.submit(batch)
         except LogFailedError as exc:
-            raise Unavailable(f"the write-ahead log cannot be written ({exc}); server is stopping") \
-                from None
+            raise _unavailable(exc) from None
         self.state.apply(batch)
         if self.wal.bytes_since_snapshot >= self.settings.snapshot_bytes:
             self._snapshot_wanted.set()
         try:
             await self.wal.wait_durable(lsn)
         except LogFailedError as exc:
-            raise Unavailable(f"the write-ahead log cannot be written ({exc}); server is stopping") \
-                from None
+            raise _unavailable(exc) from None
         return lsn
 
     async def snapshot(self) -> SnapshotInfo:

@@ -2,19 +2,19 @@
 
 Design notes
 ------------
-* **No I/O, no trio, no clock.** Time arrives as ``now_ms`` inside each mutation, so the engine is
-  tested synchronously and a gateway can embed it (``State()`` + ``apply`` + ``permission.decide``).
-* **Mutations are ops**: small tuples such as ``("wl_set", channel_id, channel_type, [uids])``. A
-  request becomes one *batch* ``(now_ms, [op, ...])``; the server logs the batch as one WAL record and
-  applies it here in the same synchronous step, so log order is apply order.
-* **Ops are blind writes** (set-add, discard, replace, put, pop). Applying a suffix of the log to any
-  state that already contains part of that suffix gives the same result as applying it to the state
-  before the suffix; that is what makes fuzzy snapshots (taken while writes continue) correct.
-* **apply never rejects.** Validation (does the channel exist, is the uid well formed) happens in the
-  routes *before* a batch is built; an op that finds no channel creates it, so replay can never fail
-  half-way through a record.
-* Memory: empty white/black lists share one frozenset; uids are interned so a uid that is in many
-  sets is stored once.
+* **No I/O, no trio, no clock.** Time arrives as ``now_ms`` inside each mutation, so the engine
+  is tested synchronously and a gateway can embed it (``State`` + ``apply`` + ``decide``).
+* **Mutations are ops**: small tuples such as ``("wl_set", channel_id, channel_type, [uids])``.
+  A request becomes one *batch* ``(now_ms, [op, ...])``; the server logs the batch as one WAL
+  record and applies it here in the same synchronous step, so log order is apply order.
+* **Ops are blind writes** (set-add, discard, replace, put, pop). Applying a suffix of the log
+  to a state that already contains part of that suffix gives the same result as applying it to
+  the state before the suffix: that makes fuzzy snapshots (taken while writes continue) correct.
+* **apply never rejects.** Validation (does the channel exist, is the uid well formed) happens
+  in the routes *before* a batch is built; an op that finds no channel creates it, so replay can
+  never fail half-way through a record.
+* Memory: empty white/black lists share one frozenset; uids are interned so a uid that is in
+  many sets is stored once.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class State:
         return ch
 
     def expired_temp_channels(self, now_ms: int, limit: int = 1000) -> list[str]:
-        """Ids of temporary channels whose TTL has passed (they still occupy memory until purged)."""
+        """Ids of temporary channels whose TTL has passed (in memory until purged)."""
         found = []
         for (cid, ctype), ch in self.channels.items():
             if ctype == TEMP and ch.expires_at and ch.expires_at <= now_ms:
@@ -175,7 +175,8 @@ class State:
             ch.updated_at = now_ms
         return ch
 
-    def _ch_put(self, now_ms: int, channel_id: str, channel_type: int, flags: dict[str, int]) -> None:
+    def _ch_put(self, now_ms: int, channel_id: str, channel_type: int,
+                flags: dict[str, int]) -> None:
         ch = self._touch(channel_id, channel_type, now_ms)
         for name, value in flags.items():
             if name in FLAG_NAMES:
