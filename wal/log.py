@@ -1,0 +1,525 @@
+"""The running log: synchronous submit, one flusher task, group commit, fail-stop.
+
+How a record travels (DESIGN §2-3)::
+
+    submit(obj)           pack + frame, append to the *pending* batch, return its LSN (no await,
+                          so the caller can apply the same mutation in the same synchronous step)
+    flusher (run)         takes the whole pending batch: one os.write (+ one fdatasync under
+                          --fsync always) in a worker thread; whatever is submitted meanwhile
+                          becomes the next batch. That is group commit: the busier the server,
+                          the more records share one fsync.
+    wait_durable(lsn)     sleeps on the Event of the batch holding lsn; one Event per batch, not
+                          per record, replaced when the flusher takes the batch.
+
+Policies: ``always`` acknowledges after the batch's fdatasync; ``interval`` after the write, with
+an fdatasync at most every ``fsync_interval_s`` while there are unsynced writes; ``none`` after the
+write, fsyncing only at rotation, snapshot and close. Every batch is written promptly in every
+mode, so a process crash loses nothing acknowledged in any mode.
+
+Failure is fail-stop: the first OSError from a write or fsync marks the log failed, cuts the
+segment back to the end of the last acknowledged batch (so nothing un-acknowledged survives in
+the file that a later restart could replay), wakes every waiter with :class:`LogFailedError`,
+makes every later ``submit`` raise it, and calls ``on_fatal`` exactly once. An fsync is never
+retried: after a failed fsync Linux may already have dropped the dirty pages, so a retry that
+"succeeds" proves nothing (the PostgreSQL fsyncgate lesson).
+
+The flusher calls ``self._write`` and ``self._fdatasync`` (``os.write`` / ``os.fdatasync`` by
+default), so tests can replace them to inject EIO, ENOSPC or short writes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Literal
+
+import trio
+
+from wal.codec import new_packer
+from wal.errors import LogClosedError, LogFailedError, SnapshotError
+from wal.failpoints import failpoint
+from wal.framing import HEADER_SIZE, RT_OPS, encode_header, encode_record
+from wal.layout import fsync_dir, list_segments, list_snapshots, segment_path, wal_dir
+from wal.snapshot import SnapshotInfo, apply_retention, write_snapshot
+
+FsyncPolicy = Literal["always", "interval", "none"]
+
+DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+
+# A short write to a regular file means the disk is (nearly) full or failing. The rest is retried
+# once; a second short write in the same batch is treated like ENOSPC.
+_MAX_SHORT_WRITES = 1
+
+_fdatasync_default: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+
+
+class WriteAheadLog:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        next_lsn: int,
+        fsync: FsyncPolicy = "always",
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        fsync_interval_s: float = 1.0,
+        on_fatal: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """``next_lsn`` is ``RecoveryReport.last_lsn + 1``. Without ``on_fatal``, a failure
+        makes :meth:`run` raise :class:`LogFailedError` (after waiters were woken), which
+        crashes the caller's nursery: still fail-stop, just less graceful."""
+        if fsync not in ("always", "interval", "none"):
+            raise ValueError(f"fsync must be 'always', 'interval' or 'none', not {fsync!r}")
+        if next_lsn < 1:
+            raise ValueError(f"next_lsn must be >= 1, got {next_lsn}")
+        if segment_bytes <= HEADER_SIZE:
+            raise ValueError(f"segment_bytes must exceed the {HEADER_SIZE}-byte header")
+        if fsync_interval_s <= 0:
+            raise ValueError("fsync_interval_s must be > 0")
+        self.data_dir = Path(data_dir)
+        self.fsync_policy: FsyncPolicy = fsync
+        self.segment_bytes = segment_bytes
+        self.fsync_interval_s = fsync_interval_s
+        self._on_fatal = on_fatal
+        # Injection points for failure tests; only the flusher's worker threads call them.
+        self._write: Callable[[int, memoryview], int] = os.write
+        self._fdatasync: Callable[[int], None] = _fdatasync_default
+
+        self._pack = new_packer()
+        self._state: Literal["new", "running", "stopped"] = "new"
+        self._closing = False
+        self._error: LogFailedError | None = None
+        self._failure: BaseException | None = None
+        self._stopped = trio.Event()
+        self._wake = trio.Event()
+
+        # Submission side: the batch being gathered, and the Event its waiters sleep on.
+        self._next_lsn = next_lsn
+        self._pending: list[bytes] = []
+        self._pending_event = trio.Event()
+        self._submitted_bytes = 0
+        self._snapshot_mark = 0
+        self._bytes_before_start = 0
+
+        # Flusher side: the batch being written, and how far each guarantee has got.
+        self._inflight_last = next_lsn - 1
+        self._inflight_event = trio.Event()
+        self._acked_lsn = next_lsn - 1
+        self._written_lsn = next_lsn - 1
+        self._durable_lsn = next_lsn - 1
+        self._sync_target = 0
+        self._synced_event = trio.Event()
+        self._last_sync_time = 0.0
+
+        # The open segment. _good_offset = end of the last acknowledged data in it: where a
+        # failure cuts the file back to.
+        self._fd = -1
+        self._seg_first = 0
+        self._seg_offset = 0
+        self._good_offset = 0
+        self._rotate_due = False
+        self._rotate_after: int | None = None
+        self._snapshot_running = False
+
+        self._bytes_written = 0
+        self._records_written = 0
+        self._batches = 0
+        self._last_batch_records = 0
+        self._fsync_seconds_total = 0.0
+        self._fsync_count = 0
+
+    # -- counters --------------------------------------------------------------------------
+
+    @property
+    def last_lsn(self) -> int:
+        """LSN of the last submitted record (take a snapshot's LSN from here)."""
+        return self._next_lsn - 1
+
+    @property
+    def durable_lsn(self) -> int:
+        """Every record up to here has been fdatasync'ed."""
+        return self._durable_lsn
+
+    @property
+    def written_lsn(self) -> int:
+        """Every record up to here has been written to the file (maybe only the page cache)."""
+        return self._written_lsn
+
+    @property
+    def acked_lsn(self) -> int:
+        """Every record up to here satisfies the fsync policy; ``wait_durable`` returns for it."""
+        return self._acked_lsn
+
+    @property
+    def bytes_since_snapshot(self) -> int:
+        """Framed bytes submitted since the last snapshot's LSN (at start: the size of the
+        segments after the newest snapshot, as found on disk)."""
+        return self._bytes_before_start + self._submitted_bytes - self._snapshot_mark
+
+    @property
+    def bytes_written(self) -> int:
+        return self._bytes_written
+
+    @property
+    def records_written(self) -> int:
+        return self._records_written
+
+    @property
+    def batches(self) -> int:
+        return self._batches
+
+    @property
+    def last_batch_records(self) -> int:
+        return self._last_batch_records
+
+    @property
+    def fsync_seconds_total(self) -> float:
+        return self._fsync_seconds_total
+
+    @property
+    def fsync_count(self) -> int:
+        return self._fsync_count
+
+    @property
+    def failed(self) -> bool:
+        """True once a write or fsync failed (not merely closed)."""
+        return self._failure is not None
+
+    # -- submitting and waiting ------------------------------------------------------------
+
+    def submit(self, obj: object, rtype: int = RT_OPS) -> int:
+        """Append ``obj`` to the pending batch and return its LSN. Never awaits.
+
+        Raises :class:`LogFailedError` once the log failed, :class:`LogClosedError` once
+        :meth:`close` was called; ``TypeError`` / ``ValueError`` for an object that cannot be
+        packed or is too large (no LSN is used up then).
+        """
+        if self._error is not None:
+            raise self._raise_error()
+        if self._closing:
+            raise LogClosedError("the write-ahead log is closed")
+        lsn = self._next_lsn
+        frame = encode_record(lsn, rtype, self._pack(obj))
+        self._next_lsn = lsn + 1
+        self._pending.append(frame)
+        self._submitted_bytes += len(frame)
+        self._wake.set()
+        return lsn
+
+    async def wait_durable(self, lsn: int) -> None:
+        """Return once ``lsn`` is acknowledged under the fsync policy; raise
+        :class:`LogFailedError` if the log failed (or closed) before that."""
+        if lsn <= self._acked_lsn:
+            await trio.lowlevel.checkpoint()
+            return
+        if lsn > self.last_lsn:
+            raise ValueError(f"lsn {lsn} was never submitted (last is {self.last_lsn})")
+        while True:
+            if self._error is not None:
+                raise self._raise_error()
+            event = self._inflight_event if lsn <= self._inflight_last else self._pending_event
+            await event.wait()
+            if lsn <= self._acked_lsn:
+                return
+
+    def _raise_error(self) -> LogFailedError:
+        """A fresh exception per raise: many tasks raising one instance would tangle tracebacks."""
+        assert self._error is not None
+        exc = type(self._error)(str(self._error))
+        exc.__cause__ = self._failure
+        return exc
+
+    async def _wait_synced(self, lsn: int) -> None:
+        """Return once every record up to ``lsn`` is fdatasync'ed, whatever the policy."""
+        if self._sync_target < lsn:
+            self._sync_target = lsn
+            self._wake.set()
+        while self._durable_lsn < lsn:
+            if self._error is not None:
+                raise self._raise_error()
+            await self._synced_event.wait()
+
+    # -- the flusher -----------------------------------------------------------------------
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open a fresh segment at the next LSN, report started, then flush until closed.
+
+        Returns after :meth:`close` (or after a failure when ``on_fatal`` is set). If the first
+        segment cannot be created, raises :class:`LogFailedError` before ``started``.
+        """
+        if self._state != "new":
+            raise RuntimeError("WriteAheadLog.run() can only be called once")
+        self._state = "running"
+        try:
+            try:
+                await trio.to_thread.run_sync(self._startup)
+            except OSError as exc:
+                self._set_error(exc)
+                raise LogFailedError(f"cannot open a log segment in {wal_dir(self.data_dir)}: "
+                                     f"{exc}") from exc
+            self._last_sync_time = trio.current_time()
+            task_status.started()
+            try:
+                await self._flush_loop()
+            except OSError as exc:
+                await self._fail(exc)
+                if self._on_fatal is None:
+                    raise self._raise_error() from exc
+        finally:
+            self._stop()
+
+    def _startup(self) -> None:
+        """Blocking part of run(): measure the log since the newest snapshot, open a segment."""
+        directory = wal_dir(self.data_dir)
+        if not directory.is_dir():  # normally recover() made it; a bare log makes its own
+            directory.mkdir(parents=True)
+            fsync_dir(directory.parent)
+        snapshots = list_snapshots(self.data_dir)
+        newest = snapshots[-1].lsn if snapshots else 0
+        self._bytes_before_start = sum(
+            seg.size - HEADER_SIZE for seg in list_segments(self.data_dir)
+            if seg.first_lsn > newest and seg.size > HEADER_SIZE)
+        first = self._acked_lsn + 1
+        self._fd = self._create_segment(first)
+        self._seg_first, self._seg_offset, self._good_offset = first, HEADER_SIZE, HEADER_SIZE
+
+    async def _flush_loop(self) -> None:
+        interval = self.fsync_policy == "interval"
+        while True:
+            # Replace the wake Event before looking at the work, so a submit that happens while
+            # we are busy below is never missed.
+            self._wake = trio.Event()
+            unsynced = self._written_lsn > self._durable_lsn
+            if self._sync_due(unsynced):
+                await self._sync()
+            elif self._pending:
+                await self._flush_batch()
+            elif self._closing:
+                if unsynced:
+                    await self._sync()
+                fd, self._fd = self._fd, -1
+                await trio.to_thread.run_sync(os.close, fd)
+                return
+            elif interval and unsynced:
+                with trio.move_on_at(self._last_sync_time + self.fsync_interval_s):
+                    await self._wake.wait()
+            else:
+                await self._wake.wait()
+
+    def _sync_due(self, unsynced: bool) -> bool:
+        # Checked before every batch, so neither a snapshot's request nor the interval fsync
+        # starves while submitters keep the pending batch non-empty.
+        if self._durable_lsn < self._sync_target <= self._written_lsn:
+            return True
+        return (self.fsync_policy == "interval" and unsynced
+                and trio.current_time() >= self._last_sync_time + self.fsync_interval_s)
+
+    async def _flush_batch(self) -> None:
+        frames, first = self._pending, self._acked_lsn + 1
+        last = first + len(frames) - 1
+        event = self._pending_event
+        self._pending, self._pending_event = [], trio.Event()
+        self._inflight_last, self._inflight_event = last, event
+        self._batches += 1
+        self._last_batch_records = len(frames)
+
+        # A requested snapshot rotation splits the batch: records <= the snapshot LSN end the
+        # old segment, later ones start the new one, so a segment never mixes the two.
+        parts = [(first, frames)]
+        cut = self._rotate_after
+        if cut is not None and first <= cut < last:
+            parts = [(first, frames[: cut - first + 1]), (cut + 1, frames[cut - first + 1 :])]
+        for part_first, part in parts:
+            if self._rotate_due or (cut is not None and self._seg_first <= cut < part_first):
+                await self._rotate(part_first)
+            data = b"".join(part)
+            await trio.to_thread.run_sync(self._write_all, self._fd, data)
+            self._seg_offset += len(data)
+            self._written_lsn = part_first + len(part) - 1
+            self._bytes_written += len(data)
+            self._records_written += len(part)
+            if self._seg_offset >= self.segment_bytes:
+                self._rotate_due = True
+        if self.fsync_policy == "always":
+            await self._sync()
+        self._acked_lsn = last
+        self._good_offset = self._seg_offset
+        event.set()
+
+    def _write_all(self, fd: int, data: bytes) -> None:
+        """Worker thread: write all of ``data`` or raise OSError."""
+        failpoint("before_write")
+        view = memoryview(data)
+        shorts = 0
+        while view:
+            written = self._write(fd, view)
+            if written <= 0:
+                raise OSError(errno.EIO, f"write returned {written} with {len(view)} bytes left")
+            if written < len(view):
+                shorts += 1
+                if shorts > _MAX_SHORT_WRITES:
+                    raise OSError(errno.ENOSPC, f"repeated short writes ({len(view) - written} "
+                                  "bytes left); is the disk full?")
+            view = view[written:]
+        failpoint("after_write_before_fsync")
+
+    def _timed_fdatasync(self, fd: int) -> float:
+        started = time.perf_counter()
+        self._fdatasync(fd)
+        return time.perf_counter() - started
+
+    async def _sync(self) -> None:
+        target = self._written_lsn
+        self._note_sync(await trio.to_thread.run_sync(self._timed_fdatasync, self._fd), target)
+
+    def _note_sync(self, seconds: float, target: int) -> None:
+        self._fsync_seconds_total += seconds
+        self._fsync_count += 1
+        self._durable_lsn = target
+        self._last_sync_time = trio.current_time()
+        event, self._synced_event = self._synced_event, trio.Event()
+        event.set()
+
+    def _create_segment(self, first_lsn: int) -> int:
+        """Worker thread: a new segment holding just its header, durable with its directory
+        entry. Built as ``.tmp`` and renamed, so a crash never leaves a half-made header."""
+        path = segment_path(self.data_dir, first_lsn)
+        if path.exists() and path.stat().st_size > HEADER_SIZE:
+            # Recovery would have ended the log before this LSN; records here mean the caller
+            # passed the wrong next_lsn. Never overwrite them.
+            raise FileExistsError(errno.EEXIST, "segment already holds records", str(path))
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            self._write_header(fd, encode_header(first_lsn))
+            self._fdatasync(fd)
+            os.replace(tmp, path)  # replaces a header-only leftover with the same first LSN
+            fsync_dir(path.parent)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        return fd
+
+    def _write_header(self, fd: int, header: bytes) -> None:
+        if self._write(fd, memoryview(header)) != len(header):
+            raise OSError(errno.ENOSPC, "short write of a segment header")
+
+    def _rotate_files(self, old_fd: int, first_lsn: int) -> tuple[int, float]:
+        """Worker thread: make the old segment durable, then start the next one."""
+        seconds = self._timed_fdatasync(old_fd)
+        new_fd = self._create_segment(first_lsn)
+        os.close(old_fd)
+        return new_fd, seconds
+
+    async def _rotate(self, first_lsn: int) -> None:
+        target = self._written_lsn
+        fd, seconds = await trio.to_thread.run_sync(self._rotate_files, self._fd, first_lsn)
+        self._note_sync(seconds, target)
+        self._fd = fd
+        self._seg_first, self._seg_offset, self._good_offset = first_lsn, HEADER_SIZE, HEADER_SIZE
+        self._rotate_due = False
+        if self._rotate_after is not None and first_lsn > self._rotate_after:
+            self._rotate_after = None
+
+    # -- failure and shutdown --------------------------------------------------------------
+
+    def _set_error(self, exc: BaseException) -> None:
+        self._failure = exc
+        self._error = LogFailedError(
+            f"the write-ahead log failed and stopped ({exc}); records after lsn "
+            f"{self._acked_lsn} were not acknowledged")
+        self._pending = []
+        self._wake_everyone()
+
+    def _wake_everyone(self) -> None:
+        self._pending_event.set()
+        self._inflight_event.set()
+        self._synced_event.set()
+
+    async def _fail(self, exc: OSError) -> None:
+        if self._failure is not None:
+            return
+        self._set_error(exc)
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            await trio.to_thread.run_sync(self._cut_back, fd, self._good_offset)
+        if self._on_fatal is not None:
+            self._on_fatal(exc)
+
+    @staticmethod
+    def _cut_back(fd: int, offset: int) -> None:
+        """Best effort: drop un-acknowledged bytes so a restart cannot replay them. No fsync:
+        the truncation reaching the disk is nice to have, retrying a failed fsync is not."""
+        try:
+            os.ftruncate(fd, offset)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def _stop(self) -> None:
+        """run() is ending, normally or not: fail whatever was not written."""
+        self._state = "stopped"
+        self._closing = True
+        if self._fd >= 0:  # cancelled mid-flight: nothing to flush into any more
+            os.close(self._fd)
+            self._fd = -1
+        if self._error is None and self.last_lsn > self._acked_lsn:
+            self._failure = None
+            self._error = LogClosedError(
+                f"the log flusher stopped before lsn {self._acked_lsn + 1}..{self.last_lsn} "
+                "were written")
+            self._pending = []
+        self._wake_everyone()
+        self._stopped.set()
+
+    async def close(self) -> None:
+        """Write and fdatasync everything pending, close the segment; later submits raise.
+
+        Never raises LogFailedError: a failure was already reported to the waiters and to
+        ``on_fatal``, and close() is meant for ``finally`` blocks.
+        """
+        self._closing = True
+        if self._state == "new":
+            self._stop()
+            return
+        self._wake.set()
+        await self._stopped.wait()
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    async def snapshot(self, lsn: int, chunks: Iterable[object]) -> SnapshotInfo:
+        """Write a snapshot of the state as of ``lsn`` (take it from :attr:`last_lsn` in the
+        same synchronous step as the state copy), then apply retention.
+
+        The next record after ``lsn`` starts a new segment, so later retention can delete whole
+        segments. Before the snapshot becomes visible, every record submitted so far is made
+        durable: the chunks are fuzzy and may include effects of records after ``lsn``, and a
+        crash must not keep such an effect while losing its record (a batch half-applied).
+        """
+        if self._snapshot_running:
+            raise SnapshotError("a snapshot is already running")
+        if not 0 <= lsn <= self.last_lsn:
+            raise SnapshotError(f"snapshot lsn {lsn} is outside 0..{self.last_lsn}")
+        if self._error is not None:
+            raise self._raise_error()
+        if self._closing:
+            raise LogClosedError("the write-ahead log is closed")
+        self._snapshot_running = True
+        try:
+            mark = self._submitted_bytes
+            self._rotate_after = max(lsn, self._rotate_after or 0)
+
+            async def make_log_durable() -> None:
+                await self._wait_synced(self.last_lsn)
+
+            info = await write_snapshot(self.data_dir, lsn, chunks,
+                                        before_commit=make_log_durable)
+            self._snapshot_mark = mark + self._bytes_before_start
+            await trio.to_thread.run_sync(apply_retention, self.data_dir)
+        finally:
+            self._snapshot_running = False
+        return info
