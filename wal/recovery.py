@@ -188,6 +188,8 @@ class _Recovery:
                 if is_last and self._is_torn(buf, damage, next_lsn - 1):
                     report.torn_tail = self._truncate_torn(damage, buf)
                 else:
+                    if not is_last:
+                        damage.reason += f"; {len(later)} later segment(s) follow"
                     self._corrupt(damage, buf, later)
                     break
         if survivor is not None:
