@@ -257,6 +257,7 @@ class WriteAheadLog:
                 await trio.to_thread.run_sync(self._startup)
             except OSError as exc:
                 self._set_error(exc)
+                self._wake_everyone()
                 raise LogFailedError(f"cannot open a log segment in {wal_dir(self.data_dir)}: "
                                      f"{exc}") from exc
             self._last_sync_time = trio.current_time()
@@ -427,12 +428,12 @@ class WriteAheadLog:
     # -- failure and shutdown --------------------------------------------------------------
 
     def _set_error(self, exc: BaseException) -> None:
+        """From here on submit() and wait_durable() raise; sleeping waiters are woken later."""
         self._failure = exc
         self._error = LogFailedError(
             f"the write-ahead log failed and stopped ({exc}); records after lsn "
             f"{self._acked_lsn} were not acknowledged")
         self._pending = []
-        self._wake_everyone()
 
     def _wake_everyone(self) -> None:
         self._pending_event.set()
@@ -446,6 +447,9 @@ class WriteAheadLog:
         fd, self._fd = self._fd, -1
         if fd >= 0:
             await trio.to_thread.run_sync(self._cut_back, fd, self._good_offset)
+        # Waiters learn of the failure only now, when the file no longer holds their records,
+        # and on_fatal runs in the same step, before any of them can answer a client.
+        self._wake_everyone()
         if self._on_fatal is not None:
             self._on_fatal(exc)
 
