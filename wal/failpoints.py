@@ -28,6 +28,11 @@ def _load() -> frozenset[str]:
     return _armed
 
 
+def reload() -> None:
+    """Re-read ``ROSTER_FAILPOINTS`` (for a test process that arms a point part-way through)."""
+    _load()
+
+
 def failpoint(name: str) -> None:
     """Exit the process immediately if ``name`` is armed in ``ROSTER_FAILPOINTS``."""
     armed = _armed if _armed is not None else _load()

@@ -1,13 +1,17 @@
-"""Building logs byte by byte and recovering them, for the WAL tests."""
+"""Building logs byte by byte, running a log, and recovering, for the WAL tests."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from wal import RecoveryReport, pack, recover
+import trio
+
+from wal import RecoveryReport, WriteAheadLog, pack, recover
 from wal.framing import RT_OPS, encode_header, encode_record
 from wal.layout import segment_path
 
@@ -83,3 +87,20 @@ def patch(path: Path, offset: int, data: bytes) -> None:
         f.seek(offset)
         f.write(data)
 
+
+@asynccontextmanager
+async def running(data: Path, **kwargs: Any) -> AsyncIterator[WriteAheadLog]:
+    """A started log in its own nursery, closed (shielded) on the way out."""
+    kwargs.setdefault("next_lsn", 1)
+    log = WriteAheadLog(data, **kwargs)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(log.run)
+        try:
+            yield log
+        finally:
+            with trio.CancelScope(shield=True):
+                await log.close()
+
+
+def tmp_files(data_dir: Path) -> list[Path]:
+    return sorted(data_dir.glob("*/*.tmp"))

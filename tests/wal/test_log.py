@@ -9,8 +9,6 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.wal.helpers import obj, run_recover, write_segment
+from tests.wal.helpers import obj, run_recover, running, write_segment
 from wal import (
     LogClosedError,
     LogFailedError,
@@ -27,19 +25,6 @@ from wal import (
 )
 from wal.framing import HEADER_SIZE
 from wal.layout import segment_path
-
-
-@asynccontextmanager
-async def running(data: Path, **kwargs: Any) -> AsyncIterator[WriteAheadLog]:
-    kwargs.setdefault("next_lsn", 1)
-    log = WriteAheadLog(data, **kwargs)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(log.run)
-        try:
-            yield log
-        finally:
-            with trio.CancelScope(shield=True):
-                await log.close()
 
 
 def segment_bytes_on_disk(data: Path) -> int:
