@@ -81,6 +81,8 @@ async def read_json() -> Any:
         raise BadRequest("request body is empty; expected a JSON object", "invalid_json")
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply", "invalid_json") from None
     except (ValueError, UnicodeDecodeError) as exc:
         mimetype = request.mimetype
         if mimetype and mimetype != _JSON and not mimetype.endswith("+json") \
@@ -115,6 +117,17 @@ def create_app(roster: Roster) -> QuartTrio:
                 )
             return None
 
+    @app.after_request
+    async def finish_body(response: Response) -> Response:
+        # An answer given before the body was read (403 token, 404 route, 405 method) must still
+        # let the client's body arrive, or the keep-alive connection stalls on its unread bytes.
+        if response.status_code >= 400 and request.method not in ("GET", "HEAD"):
+            try:
+                await request.body
+            except HTTPException:  # larger than max_body_bytes: give up on this connection
+                response.headers["Connection"] = "close"
+        return response
+
     @app.errorhandler(ApiError)
     async def api_error(err: ApiError) -> Response:
         return error_response(err)
@@ -127,9 +140,14 @@ def create_app(roster: Roster) -> QuartTrio:
             405: f"method {request.method} is not allowed on {request.path}",
             413: f"request body is larger than {roster.settings.max_body_bytes} bytes",
         }.get(status, err.description or err.name)
-        return json_response(
+        response = json_response(
             {"status": status, "msg": msg, "code": _HTTP_CODES.get(status, "http_error")}, status
         )
+        if status == 413:
+            # The unread rest of the body is still on the connection: close it rather than
+            # parse that body as the next request (or wait for one that never comes).
+            response.headers["Connection"] = "close"
+        return response
 
     @app.errorhandler(Exception)
     async def unexpected(err: Exception) -> Response:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 from functools import partial
+from typing import Any
 
 import hypercorn.trio
 import trio
@@ -25,6 +26,40 @@ from server.state import State
 from wal import DataDirLock, WriteAheadLog, recover
 
 log = logging.getLogger("roster")
+
+#: how long in-flight requests get to finish after SIGTERM/SIGINT
+GRACEFUL_TIMEOUT_S = 10.0
+#: an idle keep-alive connection is closed after this long
+IDLE_TIMEOUT_S = 75
+
+
+class InFlight:
+    """Counts HTTP requests inside the app, so shutdown can wait for exactly those."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    def wrap(self, app: Any) -> Any:
+        async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                return await app(scope, receive, send)  # type: ignore[no-any-return]
+            if self.count == 0:
+                self._idle = trio.Event()
+            self.count += 1
+            try:
+                await app(scope, receive, send)
+            finally:
+                self.count -= 1
+                if self.count == 0:
+                    self._idle.set()
+
+        return asgi
+
+    async def drained(self) -> None:
+        while self.count:
+            await self._idle.wait()
 
 
 def recover_state(settings: Settings) -> tuple[State, int]:
@@ -53,8 +88,11 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     cfg = HypercornConfig()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     cfg.bind = [f"{host}:{settings.port}"]
-    cfg.graceful_timeout = 10.0
-    cfg.keep_alive_timeout = 75.0
+    cfg.graceful_timeout = GRACEFUL_TIMEOUT_S
+    cfg.keep_alive_timeout = IDLE_TIMEOUT_S
+    # hypercorn's keep-alive timer does not survive quart-trio's request nursery (see serve()),
+    # so an idle connection is reaped by the read timeout instead.
+    cfg.read_timeout = IDLE_TIMEOUT_S
     cfg.accesslog = "-" if settings.access_log else None
     cfg.errorlog = "-"
     cfg.loglevel = "WARNING"
@@ -81,6 +119,7 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
         wal = WriteAheadLog(settings.data_dir, next_lsn=last_lsn + 1, fsync=settings.fsync,
                             segment_bytes=settings.segment_bytes, on_fatal=on_fatal)
         roster = Roster(state, wal, settings)
+        requests = InFlight()
         app = create_app(roster)
         if not settings.is_loopback() and not settings.token:
             log.warning(
@@ -95,11 +134,19 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
             try:
                 async with trio.open_nursery() as web:
                     addrs = await web.start(partial(
-                        hypercorn.trio.serve, app, hypercorn_config(settings),
+                        hypercorn.trio.serve, requests.wrap(app), hypercorn_config(settings),
                         shutdown_trigger=stop.wait))
                     print(f"roster: listening on {' '.join(addrs)} (data {settings.data_dir}, "
                           f"fsync {settings.fsync}, lsn {last_lsn})", flush=True)
                     task_status.started(addrs)
+                    await stop.wait()
+                    # hypercorn has stopped accepting. It would also close idle keep-alive
+                    # connections, but under quart-trio its idle task is cancelled with each
+                    # request's nursery, so it would sit out the whole graceful timeout instead.
+                    # Drain ourselves: let in-flight requests finish, then close the rest.
+                    with trio.move_on_after(GRACEFUL_TIMEOUT_S):
+                        await requests.drained()
+                    web.cancel_scope.cancel()
             finally:
                 # Whatever ended the server (signal, log failure, a protocol bug escaping
                 # hypercorn), everything already acknowledged is durable; flush the rest.

@@ -23,7 +23,8 @@ from server.errors import BadRequest
 
 MAX_ID_LEN: Final = 64
 # WuKongIM's separators plus anything that would make an id ambiguous in logs or URLs.
-_BAD_ID_CHARS: Final = re.compile(r"[@#&\s\x00-\x1f\x7f-\x9f]")
+# Lone surrogates (JSON allows "\ud800") are not text: they cannot be encoded to UTF-8 for the log.
+_BAD_ID_CHARS: Final = re.compile(r"[@#&\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 Kind = Literal["channel_id", "channel_type", "flag", "uid", "uids", "int", "checks"]
 

@@ -81,6 +81,8 @@ class ServerProcess:
         code = self.proc.wait(timeout)
         if self._reader:
             self._reader.join(timeout)
+        if self.proc.stdout:
+            self.proc.stdout.close()
         return code
 
     def text(self) -> str:
