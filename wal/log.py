@@ -472,7 +472,6 @@ class WriteAheadLog:
             os.close(self._fd)
             self._fd = -1
         if self._error is None and self.last_lsn > self._acked_lsn:
-            self._failure = None
             self._error = LogClosedError(
                 f"the log flusher stopped before lsn {self._acked_lsn + 1}..{self.last_lsn} "
                 "were written")

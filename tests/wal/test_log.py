@@ -290,10 +290,21 @@ async def test_cancelled_flusher_fails_unwritten_waiters(tmp_path: Path) -> None
     await log.close()  # returns at once: the flusher is gone
 
 
+def nested(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 async def test_bad_input_uses_no_lsn(tmp_path: Path) -> None:
     async with running(tmp_path) as log:
         with pytest.raises(TypeError):
             log.submit(object())
+        with pytest.raises(ValueError):  # UnicodeEncodeError: ids must be validated upstream
+            log.submit(["uid", "a\ud800"])
+        with pytest.raises(ValueError):  # msgpack's nesting limit
+            log.submit(nested(1000))
         assert log.submit("fine") == 1
         with pytest.raises(ValueError, match="never submitted"):
             await log.wait_durable(2)
