@@ -441,8 +441,7 @@ class WriteAheadLog:
         self._synced_event.set()
 
     async def _fail(self, exc: OSError) -> None:
-        if self._failure is not None:
-            return
+        # Called once at most: only run() calls it, and run() ends right after.
         self._set_error(exc)
         fd, self._fd = self._fd, -1
         if fd >= 0:

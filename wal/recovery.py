@@ -177,7 +177,8 @@ class _Recovery:
                 self._corrupt(_Damage(seg, 0, f"lsn gap: records {max(lowest, need)}.."
                                       f"{first - 1} are missing", may_be_torn=False), buf, later)
                 break
-            if first > lowest:
+            if expected is not None and first > expected:
+                # (Before the first segment a gap is normal: retention deleted those segments.)
                 self.note(f"records {lowest}..{first - 1} are missing before {seg.path}; the "
                           f"snapshot at lsn {snapshot_lsn} covers them")
             next_lsn, damage = self._replay_segment(seg, buf, first, snapshot_lsn, apply_record,

@@ -16,7 +16,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.wal.helpers import obj, run_recover, running, write_segment
+from tests.wal.helpers import obj, run_recover, running, tmp_files, write_segment
 from wal import (
     LogClosedError,
     LogFailedError,
@@ -369,3 +369,20 @@ def test_fdatasync_hook_defaults_to_the_real_call(tmp_path: Path) -> None:
     log = WriteAheadLog(tmp_path, next_lsn=1)
     assert log._write is os.write
     assert log._fdatasync is getattr(os, "fdatasync", os.fsync)
+
+
+async def test_rotation_failure_is_fail_stop(tmp_path: Path) -> None:
+    fatal: list[BaseException] = []
+    async with running(tmp_path, segment_bytes=100, on_fatal=fatal.append) as log:
+        assert await submit_many(log, [obj(1, 90)]) == ["ok"]  # fills the first segment
+        real_write = log._write
+
+        def no_room_for_headers(fd: int, data: memoryview) -> int:
+            return 10 if len(data) == HEADER_SIZE else real_write(fd, data)
+
+        log._write = no_room_for_headers
+        assert await submit_many(log, [obj(2)]) == ["failed"]
+        assert "segment header" in str(fatal[0])
+    assert [s.first_lsn for s in list_segments(tmp_path)] == [1]
+    assert tmp_files(tmp_path) == []
+    assert run_recover(tmp_path).lsns == [1]

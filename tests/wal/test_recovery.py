@@ -217,6 +217,7 @@ def test_overlapping_segments_are_a_duplicate(tmp_path: Path) -> None:
     write_segment(tmp_path, 3, [obj(3), obj(4)])
     with pytest.raises(CorruptLogError, match="duplicate lsn"):
         run_recover(tmp_path)
+    assert run_recover(tmp_path, mode="truncate").lsns == [1, 2, 3]
 
 
 def test_header_lsn_must_match_file_name(tmp_path: Path) -> None:
@@ -226,6 +227,9 @@ def test_header_lsn_must_match_file_name(tmp_path: Path) -> None:
     write_segment(tmp_path, 2, [obj(2)])
     with pytest.raises(CorruptLogError, match="file name says 3"):
         run_recover(tmp_path)
+    got = run_recover(tmp_path, mode="truncate")
+    assert got.lsns == [1, 2] and list(broken_files(tmp_path)) == [
+        "00000000000000000003.wal.corrupt-0"]
 
 
 def test_unknown_record_type_is_refused(tmp_path: Path) -> None:

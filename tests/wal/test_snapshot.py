@@ -226,6 +226,7 @@ async def test_snapshots_keep_two_delete_covered_segments_and_recover_everything
     state, report = restore(tmp_path)
     assert state == model
     assert report.snapshot_lsn == lsns[2]
+    assert report.messages == []  # segments deleted by retention are not news
     assert report.last_lsn == lsns[2] + 11
 
     # If the newest snapshot is lost, the older one plus the log still has everything.
@@ -307,3 +308,49 @@ async def test_snapshot_preconditions(tmp_path: Path) -> None:
         await log.close()
         with pytest.raises(LogClosedError):
             await log.snapshot(0, iter([]))
+
+
+async def test_large_snapshot_is_written_in_bounded_pieces(tmp_path: Path) -> None:
+    chunks = [{"blob": bytes([i]) * 700_000} for i in range(4)]  # > 1 MiB buffer, twice
+    info = await write_snapshot(tmp_path, 1, iter(chunks), yield_every=2)
+    assert info.chunks == 4 and info.bytes == info.path.stat().st_size > 2_800_000
+    assert len(read_snapshot(info.path).payloads) == 4
+    with pytest.raises(ValueError, match="yield_every"):
+        await write_snapshot(tmp_path, 2, iter(chunks), yield_every=0)
+
+
+async def test_trailer_count_mismatch_and_foreign_record_type(tmp_path: Path) -> None:
+    path = snapshot_path(tmp_path, 1)
+    path.parent.mkdir(parents=True)
+    head = encode_header(1, SNAPSHOT_MAGIC) + frame(0, RT_SNAP_CHUNK, b"\x01")
+    path.write_bytes(head + frame(1, RT_SNAP_TRAILER, struct.pack("<QI", 2, zlib.crc32(b"\x01"))))
+    with pytest.raises(SnapshotError, match="trailer says 2 chunks"):
+        read_snapshot(path)
+    path.write_bytes(head + frame(1, 1, b""))
+    with pytest.raises(SnapshotError, match="unexpected record type 1"):
+        read_snapshot(path)
+    with pytest.raises(SnapshotError, match="cannot read"):
+        read_snapshot(tmp_path / "snap" / "00000000000000000009.snap")
+
+
+async def test_snapshot_is_not_committed_if_the_log_cannot_be_made_durable(
+    tmp_path: Path,
+) -> None:
+    fatal: list[BaseException] = []
+    async with running(tmp_path, fsync="none", on_fatal=fatal.append) as log:
+        await log.wait_durable(log.submit(obj(1)))  # written, not synced
+        log._fdatasync = lambda fd: (_ for _ in ()).throw(OSError(5, "injected EIO"))
+        with pytest.raises(LogFailedError, match="injected EIO"):
+            await log.snapshot(1, iter([{"a": 1}]))
+        assert len(fatal) == 1
+    assert list_snapshots(tmp_path) == [] and tmp_files(tmp_path) == []
+
+
+async def test_gap_between_segments_covered_by_the_snapshot_is_only_noted(tmp_path: Path) -> None:
+    write_segment(tmp_path, 1, [["set", "a", 1], ["set", "b", 2], ["set", "c", 3]])
+    write_segment(tmp_path, 6, [["set", "f", 6]])
+    await write_snapshot(tmp_path, 5, iter([[["a", 1], ["b", 2], ["c", 3], ["e", 5]]]))
+    state, report = restore(tmp_path)
+    assert state == {"a": 1, "b": 2, "c": 3, "e": 5, "f": 6}
+    assert report.last_lsn == 6
+    assert any("4..5 are missing" in m and "covers them" in m for m in report.messages)
