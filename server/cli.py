@@ -1,78 +1,101 @@
-"""``roster`` command line: ``roster serve`` (and ``python -m server serve``)."""
+"""``roster`` command line.
+
+    roster serve [options]        run the server (recovers the log first)
+    roster config [options]       print the effective configuration, secrets masked
+    roster snapshot [--url ...]   ask a running server to write a snapshot now
+    roster wal inspect|verify|repair ...   examine or repair a data dir (server stopped)
+    roster bench <what> ...       benchmarks (see bench/README.md)
+
+``python -m server ...`` is the same command.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import logging
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
-from pathlib import Path
 
-from server.config import Settings
-from wal import CorruptLogError, LockedError, WalError
+from server import config
+from wal import WalError
 
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError("port must be 0-65535")
-    return value
-
-
-def _ttl(text: str) -> int:
-    value = int(text)
-    if not 60 <= value <= 604_800:
-        raise argparse.ArgumentTypeError("ttl must be 60-604800 seconds")
-    return value
+log = logging.getLogger("roster")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="roster", description=__doc__)
+    parser = argparse.ArgumentParser(prog="roster", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    d = Settings()
-    serve = sub.add_parser("serve", help="run the server (recovers the log first)")
-    serve.add_argument("--data-dir", type=Path, default=d.data_dir,
-                       help="where the log and snapshots live (default ./data)")
-    serve.add_argument("--host", default=d.host, help="listen address (default 127.0.0.1)")
-    serve.add_argument("--port", type=_port, default=d.port,
-                       help="listen port (default 5001; 0 picks a free one)")
-    serve.add_argument("--fsync", choices=("always", "interval", "none"), default=d.fsync,
-                       help="always: ack after fdatasync (default); interval: fsync every second; "
-                            "none: the kernel decides")
-    serve.add_argument("--token", default=d.token,
-                       help="manager token required in the 'token' header of JSON-API calls")
-    serve.add_argument("--tmpchannel-ttl", type=_ttl, default=d.tmpchannel_ttl,
-                       help="seconds a temporary channel lives after its last subscriber_set")
-    serve.add_argument("--snapshot-bytes", type=int, default=d.snapshot_bytes,
-                       help="take a snapshot after this many log bytes (default 64 MiB)")
-    serve.add_argument("--wal-recovery", choices=("strict", "truncate"), default=d.wal_recovery,
-                       help="strict: refuse to start on a corrupt log (default); truncate: drop "
-                            "everything from the first damaged record (a copy is kept)")
-    serve.add_argument("--system-uid", action="append", default=[], dest="system_uids",
-                       help="an initial system account (repeatable)")
-    serve.add_argument("--access-log", action="store_true", help="log every request")
-    serve.add_argument("--log-level", default="INFO")
+    config.add_arguments(sub.add_parser("serve", help="run the server"))
+    config.add_arguments(sub.add_parser("config", help="print the effective configuration"))
+    snap = sub.add_parser("snapshot", help="ask a running server to write a snapshot now")
+    snap.add_argument("--url", default="http://127.0.0.1:5001")
+    snap.add_argument("--token", default=None)
+    # Sub-tools with parsers of their own get the rest of the command line untouched.
+    for name, text in (("wal", "inspect, verify or repair a data dir"), ("bench", "benchmarks")):
+        tool = sub.add_parser(name, help=text, add_help=False)
+        tool.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from server import logs
+    from server.runner import run
+
+    settings = config.from_args(args)
+    logs.setup(settings.log_level, settings.log_format)
+    try:
+        return run(settings)
+    except WalError as exc:  # corrupt log, locked data dir: refuse with the reason
+        log.critical("refusing to start: %s", exc)
+        print(f"roster: refusing to start: {exc}", file=sys.stderr)
+        return 1
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    req = urllib.request.Request(args.url.rstrip("/") + "/admin/snapshot", data=b"",
+                                 method="POST", headers={"token": args.token or ""})
+    try:
+        with urllib.request.urlopen(req, timeout=600) as resp:
+            print(json.dumps(json.load(resp)))
+            return 0
+    except urllib.error.HTTPError as exc:
+        print(f"roster: snapshot failed: {exc.code} {exc.read().decode(errors='replace')}",
+              file=sys.stderr)
+    except OSError as exc:
+        print(f"roster: cannot reach {args.url}: {exc}", file=sys.stderr)
+    return 1
+
+
+def _delegate(command: str, rest: list[str]) -> int:
+    """``roster wal`` is ``server/wal_cli.py``; ``roster bench`` is ``bench/cli.py``."""
+    if command == "wal":
+        wal_cli = importlib.import_module("server.wal_cli")
+        parser = argparse.ArgumentParser(prog="roster")
+        wal_cli.add_parser(parser.add_subparsers(dest="command", required=True))
+        return int(wal_cli.run(parser.parse_args([command, *rest])))
+    return int(importlib.import_module("bench.cli").main(rest))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "serve":
-        from server.runner import run
-
-        settings = Settings(
-            data_dir=args.data_dir, host=args.host, port=args.port, fsync=args.fsync,
-            token=args.token, tmpchannel_ttl=args.tmpchannel_ttl,
-            snapshot_bytes=args.snapshot_bytes, wal_recovery=args.wal_recovery,
-            system_uids=tuple(args.system_uids), access_log=args.access_log,
-        )
-        try:
-            return run(settings)
-        except (CorruptLogError, LockedError, WalError) as exc:
-            print(f"roster: refusing to start: {exc}", file=sys.stderr)
-            return 1
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "config":
+            sys.stdout.write(config.render(config.from_args(args)))
+            return 0
+    except config.ConfigError as exc:
+        print(f"roster: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "snapshot":
+        return _snapshot(args)
+    if args.command in ("wal", "bench"):
+        return _delegate(args.command, args.rest)
     return 2
 
 

@@ -1,13 +1,34 @@
-"""Settings of one Roster process, with their defaults (SPEC §7)."""
+"""Settings of one Roster process: one table of options, read from four places (SPEC §7).
+
+Every option is a row of ``OPTIONS``. The same row gives its command-line flag (``--data-dir``),
+its environment variable (``ROSTER_DATA_DIR``), its key in the TOML file (``data_dir = "..."``),
+its default and its check, so the four sources cannot drift apart. Precedence:
+
+    flags  >  ROSTER_* environment  >  --config file  >  defaults
+
+Invalid values from any source are refused before anything starts, with a message that names the
+source and the option (``ConfigError``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import argparse
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 FsyncPolicy = Literal["always", "interval", "none"]
 RecoveryMode = Literal["strict", "truncate"]
+LogFormat = Literal["auto", "json", "text"]
+
+ENV_PREFIX = "ROSTER_"
+
+
+class ConfigError(Exception):
+    """A configuration value is invalid; the message names where it came from."""
 
 
 @dataclass(frozen=True)
@@ -27,10 +48,210 @@ class Settings:
     snapshot_bytes: int = 64 * 1024 * 1024
     segment_bytes: int = 64 * 1024 * 1024
     wal_recovery: RecoveryMode = "strict"
-    system_uids: tuple[str, ...] = field(default_factory=tuple)
+    system_uids: tuple[str, ...] = ()
     #: how often expired temporary channels are purged (the purge is logged)
     purge_interval_s: float = 10.0
     access_log: bool = False
+    log_level: str = "INFO"
+    log_format: LogFormat = "auto"
+    # -- presence (RongCloud-compatible routes, SPEC §6) --
+    rc_app_key: str | None = None
+    rc_app_secret: str | None = None
+    rc_rate_limit: int = 100
+    sub_max_per_user: int = 1000
+    sub_max_followers: int = 5000
+    webhook_url: str | None = None
+    events_retained: int = 100_000
 
     def is_loopback(self) -> bool:
-        return self.host in ("127.0.0.1", "::1", "localhost") or self.host.startswith("127.")
+        return self.host in ("::1", "localhost") or self.host.startswith("127.")
+
+
+# -- parsing single values ---------------------------------------------------------------------
+
+
+def _int_range(lo: int, hi: int | None = None) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(f"expected an integer, got {value!r}")
+        number = int(value)
+        if number < lo or (hi is not None and number > hi):
+            raise ValueError(f"must be {lo}-{hi}, got {number}" if hi is not None
+                             else f"must be at least {lo}, got {number}")
+        return number
+
+    return parse
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}; got {value!r}")
+        return str(value)
+
+    return parse
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false",
+                                                     "no", "off"):
+        return value.lower() in ("1", "true", "yes", "on")
+    raise ValueError(f"expected true/false, got {value!r}")
+
+
+def _uids(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(u, str) for u in items):
+        raise ValueError(f"expected a list of uids, got {value!r}")
+    return tuple(u.strip() for u in items if u.strip())
+
+
+def _float_pos(value: Any) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError(f"must be positive, got {number}")
+    return number
+
+
+def _url(value: Any) -> str:
+    text = _text(value)
+    if not text.startswith(("http://", "https://")):
+        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+    return text
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    parse: Callable[[Any], Any]
+    help: str
+    secret: bool = False
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("data_dir", lambda v: Path(_text(v)), "where the log and snapshots live"),
+    Option("host", _text, "listen address"),
+    Option("port", _int_range(0, 65535), "listen port (0 picks a free one)"),
+    Option("fsync", _choice("always", "interval", "none"),
+           "always: ack after fdatasync; interval: fsync every second; none: kernel decides"),
+    Option("token", _text, "manager token required in the 'token' header", secret=True),
+    Option("tmpchannel_ttl", _int_range(60, 604_800),
+           "seconds a temporary channel lives after its last subscriber_set"),
+    Option("max_body_bytes", _int_range(1024), "largest request body accepted (413 beyond)"),
+    Option("max_uids_per_request", _int_range(1), "largest uid list accepted in one request"),
+    Option("max_checks_per_request", _int_range(1), "largest /permission/check_batch"),
+    Option("snapshot_bytes", _int_range(1), "take a snapshot after this many log bytes"),
+    Option("segment_bytes", _int_range(4096), "start a new log segment after this many bytes"),
+    Option("wal_recovery", _choice("strict", "truncate"),
+           "strict: refuse to start on a corrupt log; truncate: drop from the first damaged "
+           "record on (a copy is kept)"),
+    Option("system_uids", _uids, "initial system accounts (comma-separated)", metavar="UIDS"),
+    Option("purge_interval_s", _float_pos, "seconds between purges of expired temp channels"),
+    Option("access_log", _bool, "log every request (true/false)"),
+    Option("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "log level"),
+    Option("log_format", _choice("auto", "json", "text"),
+           "auto: JSON lines unless stderr is a terminal"),
+    Option("rc_app_key", _text, "RongCloud App-Key for the signed /user/*.json routes"),
+    Option("rc_app_secret", _text, "RongCloud App-Secret (signature key)", secret=True),
+    Option("rc_rate_limit", _int_range(1), "requests per second per RongCloud route"),
+    Option("sub_max_per_user", _int_range(1), "live subscriptions one user may hold"),
+    Option("sub_max_followers", _int_range(1), "live subscribers one user may have"),
+    Option("webhook_url", _url, "RongCloud-format presence webhook receiver"),
+    Option("events_retained", _int_range(1), "presence events kept for Last-Event-ID resume"),
+)
+_BY_NAME = {o.name: o for o in OPTIONS}
+_DEFAULTS = Settings()
+assert {f.name for f in fields(Settings)} == set(_BY_NAME), "every setting needs an Option row"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per option; defaults stay unset so precedence can tell what was given."""
+    parser.add_argument("--config", type=Path, help="TOML file (keys are the flag names with _)")
+    for opt in OPTIONS:
+        default = getattr(_DEFAULTS, opt.name)
+        shown = "(not set)" if default is None else default
+        if opt.name == "access_log":
+            parser.add_argument(opt.flag, action="store_const", const=True,
+                                default=argparse.SUPPRESS, help=opt.help)
+            continue
+        parser.add_argument(opt.flag, default=argparse.SUPPRESS, metavar=opt.metavar,
+                            help=f"{opt.help} [env {opt.env}; default {shown}]")
+
+
+def _apply(values: dict[str, Any], source: str, raw: Mapping[str, Any]) -> None:
+    for name, value in raw.items():
+        opt = _BY_NAME.get(name)
+        if opt is None:
+            raise ConfigError(f"{source}: unknown option {name!r}")
+        try:
+            values[name] = opt.parse(value)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{source}: invalid {name}: {exc}") from None
+
+
+def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+         config_file: Path | None = None) -> Settings:
+    """Settings from defaults < file < environment < flags."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = tomllib.loads(config_file.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from None
+        _apply(values, f"config file {config_file}", data)
+    env = os.environ if env is None else env
+    from_env = {o.name: env[o.env] for o in OPTIONS if o.env in env}
+    for opt_name, value in from_env.items():
+        _apply(values, f"environment {_BY_NAME[opt_name].env}", {opt_name: value})
+    for name, value in (flags or {}).items():
+        _apply(values, f"flag {_BY_NAME[name].flag}", {name: value})
+    settings = Settings(**values)
+    if (settings.rc_app_key is None) != (settings.rc_app_secret is None):
+        raise ConfigError("rc_app_key and rc_app_secret must be set together")
+    return settings
+
+
+def from_args(args: argparse.Namespace) -> Settings:
+    flags = {o.name: getattr(args, o.name) for o in OPTIONS if hasattr(args, o.name)}
+    return load(flags, config_file=getattr(args, "config", None))
+
+
+def render(settings: Settings) -> str:
+    """The effective configuration as TOML, secrets masked (``roster config``)."""
+    lines = []
+    for opt in OPTIONS:
+        value = getattr(settings, opt.name)
+        if value is None:
+            lines.append(f"# {opt.name} = (not set)")
+            continue
+        if opt.secret:
+            value = "********"
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int | float):
+            text = str(value)
+        elif isinstance(value, tuple):
+            text = "[" + ", ".join(f'"{v}"' for v in value) + "]"
+        else:
+            text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        lines.append(f"{opt.name} = {text}")
+    return "\n".join(lines) + "\n"

@@ -93,9 +93,9 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     # hypercorn's keep-alive timer does not survive quart-trio's request nursery (see serve()),
     # so an idle connection is reaped by the read timeout instead.
     cfg.read_timeout = IDLE_TIMEOUT_S
-    cfg.accesslog = "-" if settings.access_log else None
-    cfg.errorlog = "-"
-    cfg.loglevel = "WARNING"
+    # hypercorn takes Logger objects: its lines then go through our (JSON) formatter.
+    cfg.accesslog = logging.getLogger("hypercorn.access") if settings.access_log else None
+    cfg.errorlog = logging.getLogger("hypercorn.error")
     return cfg
 
 
@@ -138,6 +138,7 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
                         shutdown_trigger=stop.wait))
                     print(f"roster: listening on {' '.join(addrs)} (data {settings.data_dir}, "
                           f"fsync {settings.fsync}, lsn {last_lsn})", flush=True)
+                    log.info("listening", extra={"addresses": addrs, "lsn": last_lsn})
                     task_status.started(addrs)
                     await stop.wait()
                     # hypercorn has stopped accepting. It would also close idle keep-alive
