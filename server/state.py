@@ -102,6 +102,8 @@ class State:
     def __init__(self, system_uids: Iterable[str] = ()) -> None:
         self.channels: dict[ChannelKey, Channel] = {}
         self.system_uids: set[str] = {_intern(u) for u in system_uids}
+        #: total members per list kind over all channels (what /metrics reports)
+        self.sizes = {"subscribers": 0, "whitelist": 0, "blacklist": 0}
         self._ops: dict[str, Callable[..., None]] = {
             "ch_put": self._ch_put,
             "ch_del": self._ch_del,
@@ -140,18 +142,21 @@ class State:
         return found
 
     def counts(self) -> dict[str, int]:
-        subs = wl = bl = 0
-        for ch in self.channels.values():
-            subs += len(ch.subscribers)
-            wl += len(ch.whitelist)
-            bl += len(ch.blacklist)
-        return {
-            "channels": len(self.channels),
-            "subscribers": subs,
-            "whitelist": wl,
-            "blacklist": bl,
-            "system_uids": len(self.system_uids),
-        }
+        """Sizes for /metrics, O(1): membership totals are kept up to date by every op."""
+        return {"channels": len(self.channels), **self.sizes,
+                "system_uids": len(self.system_uids)}
+
+    def _forget(self, ch: Channel) -> None:
+        sizes = self.sizes
+        sizes["subscribers"] -= len(ch.subscribers)
+        sizes["whitelist"] -= len(ch.whitelist)
+        sizes["blacklist"] -= len(ch.blacklist)
+
+    def _remember(self, ch: Channel) -> None:
+        sizes = self.sizes
+        sizes["subscribers"] += len(ch.subscribers)
+        sizes["whitelist"] += len(ch.whitelist)
+        sizes["blacklist"] += len(ch.blacklist)
 
     # -- mutating ----------------------------------------------------------------------------
 
@@ -183,7 +188,9 @@ class State:
                 setattr(ch, name, int(value))
 
     def _ch_del(self, now_ms: int, channel_id: str, channel_type: int) -> None:
-        self.channels.pop((channel_id, channel_type), None)
+        ch = self.channels.pop((channel_id, channel_type), None)
+        if ch is not None:
+            self._forget(ch)
 
     def _list_op(
         self,
@@ -192,7 +199,10 @@ class State:
     ) -> Callable[..., None]:
         def op(now_ms: int, channel_id: str, channel_type: int, uids: Iterable[str]) -> None:
             ch = self._touch(channel_id, channel_type, now_ms)
-            setattr(ch, attr, change(getattr(ch, attr), uids))
+            before = len(getattr(ch, attr))
+            after = change(getattr(ch, attr), uids)
+            setattr(ch, attr, after)
+            self.sizes[attr] += len(after) - before
 
         return op
 
@@ -201,15 +211,20 @@ class State:
         ch = self.channels.get(key)
         if ch is None or (ch.expires_at and ch.expires_at <= now_ms):
             # An expired temporary channel is gone: a new subscriber_set starts a fresh one.
+            if ch is not None:
+                self._forget(ch)
             ch = self.channels[key] = Channel(now_ms)
         ch.updated_at = now_ms
+        self.sizes["subscribers"] -= len(ch.subscribers)
         ch.subscribers = _replace(uids)
+        self.sizes["subscribers"] += len(ch.subscribers)
         ch.expires_at = expires_at
 
     def _tmp_expire(self, now_ms: int, channel_id: str) -> None:
         ch = self.channels.get((channel_id, TEMP))
         if ch is not None and ch.expires_at and ch.expires_at <= now_ms:
             del self.channels[(channel_id, TEMP)]
+            self._forget(ch)
 
     def _sys_add(self, now_ms: int, uids: Iterable[str]) -> None:
         self.system_uids.update(_intern(u) for u in uids)
@@ -270,7 +285,11 @@ class State:
                 ch.subscribers = _replace(subs)
                 ch.whitelist = _replace(wl)
                 ch.blacklist = _replace(bl)
+                old = self.channels.get((cid, ctype))
+                if old is not None:
+                    self._forget(old)
                 self.channels[(_intern(cid), ctype)] = ch
+                self._remember(ch)
         else:
             raise ValueError(f"unknown snapshot chunk kind {kind!r}")
 

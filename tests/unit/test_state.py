@@ -129,3 +129,24 @@ def test_blind_writes_make_replay_idempotent(prefix: list[Any], suffix: list[Any
     truth.apply((NOW, suffix))
     fuzzy.apply((NOW, suffix))
     assert fuzzy.as_plain() == truth.as_plain()
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=st.lists(st.one_of(OPS, st.tuples(st.just("tmp_set"), st.sampled_from(["t"]),
+                                             st.lists(UIDS, max_size=3),
+                                             st.integers(NOW - 5, NOW + 5)),
+                              st.tuples(st.just("tmp_expire"), st.just("t"))), max_size=25))
+def test_membership_counters_match_a_recount(ops: list[Any]) -> None:
+    """counts() is kept incrementally (O(1) for /metrics); it must equal counting from scratch."""
+    s = State()
+    for op in ops:
+        s.apply((NOW, [op]))
+    plain = s.as_plain()["channels"].values()
+    assert s.counts() == {
+        "channels": len(s.channels),
+        "subscribers": sum(len(c["subscribers"]) for c in plain),
+        "whitelist": sum(len(c["whitelist"]) for c in plain),
+        "blacklist": sum(len(c["blacklist"]) for c in plain),
+        "system_uids": len(s.system_uids),
+    }
+    assert roundtrip(s).counts() == s.counts()
