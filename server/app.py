@@ -21,6 +21,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from server.errors import ApiError, BadRequest, UnsupportedMediaType
+from server.metrics import Metrics
 from server.schema import Field, Limits, parse, parse_query
 from server.service import Roster
 
@@ -159,4 +160,7 @@ def create_app(roster: Roster) -> QuartTrio:
     api = Api(roster)
     for family in (channels, tmpchannel, users, permission, admin):
         family.register(app, api)
+    metrics = app.extensions["metrics"] = Metrics(roster)
+    metrics.routes = frozenset(rule.rule for rule in app.url_map.iter_rules())
+    app.asgi_app = metrics.wrap(app.asgi_app)  # type: ignore[method-assign, arg-type, assignment]
     return app

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import trio
@@ -45,6 +45,10 @@ class Roster:
         self._snapshot_wanted = trio.Event()
         self._snapshot_lock = trio.Lock()
         self.last_snapshot: SnapshotInfo | None = None
+        self.last_snapshot_at = 0.0  # time.monotonic() when it finished
+        self.snapshots_taken = 0
+        #: extra /metrics collectors (callables yielding prometheus Metric families), e.g. presence
+        self.metric_sources: list[Callable[[], Iterable[Any]]] = []
 
     async def commit(self, ops: Sequence[Sequence[Any]]) -> int:
         """Log and apply ``ops`` as one atomic record; return its LSN once it is durable."""
@@ -69,6 +73,8 @@ class Roster:
             lsn = self.wal.last_lsn
             info = await self.wal.snapshot(lsn, self.state.snapshot_chunks())
         self.last_snapshot = info
+        self.last_snapshot_at = time.monotonic()
+        self.snapshots_taken += 1
         log.info("snapshot at lsn %d: %d bytes in %.3f s", info.lsn, info.bytes, info.seconds)
         return info
 

@@ -1,4 +1,4 @@
-"""``/health`` (always open) and ``/admin/snapshot`` (manager-token rule)."""
+"""``/health`` (always open), ``/metrics`` and ``/admin/snapshot`` (manager-token rule)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from quart import Response
 from quart_trio import QuartTrio
 
 from server.app import Api, json_response
+from server.metrics import CONTENT_TYPE
 
 
 def register(app: QuartTrio, api: Api) -> None:
@@ -14,6 +15,11 @@ def register(app: QuartTrio, api: Api) -> None:
     @app.get("/health")
     async def health() -> Response:
         return json_response({"status": "ok", "lsn": roster.wal.durable_lsn})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        body = app.extensions["metrics"].render()
+        return Response(body, status=200, content_type=CONTENT_TYPE)
 
     @app.post("/admin/snapshot")
     async def admin_snapshot() -> Response:
