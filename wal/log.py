@@ -24,7 +24,8 @@ retried: after a failed fsync Linux may already have dropped the dirty pages, so
 "succeeds" proves nothing (the PostgreSQL fsyncgate lesson).
 
 The flusher calls ``self._write`` and ``self._fdatasync`` (``os.write`` / ``os.fdatasync`` by
-default), so tests can replace them to inject EIO, ENOSPC or short writes.
+default), so tests can replace them to inject EIO, ENOSPC or short writes; in a real server process
+``ROSTER_FAILPOINTS=fsync_eio@N`` and friends do the same (wal/failpoints.py).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import trio
 
 from wal.codec import new_packer
 from wal.errors import LogClosedError, LogFailedError, SnapshotError
-from wal.failpoints import failpoint
+from wal.failpoints import failpoint, io_hooks
 from wal.framing import HEADER_SIZE, RT_OPS, encode_header, encode_record
 from wal.layout import fsync_dir, list_segments, list_snapshots, segment_path, wal_dir
 from wal.snapshot import SnapshotInfo, apply_retention, write_snapshot
@@ -84,8 +85,11 @@ class WriteAheadLog:
         self.fsync_interval_s = fsync_interval_s
         self._on_fatal = on_fatal
         # Injection points for failure tests; only the flusher's worker threads call them.
-        self._write: Callable[[int, memoryview], int] = os.write
-        self._fdatasync: Callable[[int], None] = _fdatasync_default
+        # io_hooks returns os.write / fdatasync themselves unless ROSTER_FAILPOINTS arms an
+        # injected I/O error (wal/failpoints.py).
+        self._write: Callable[[int, memoryview], int]
+        self._fdatasync: Callable[[int], None]
+        self._write, self._fdatasync = io_hooks(os.write, _fdatasync_default)
 
         self._pack = new_packer()
         self._state: Literal["new", "running", "stopped"] = "new"

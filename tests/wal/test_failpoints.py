@@ -3,15 +3,18 @@ every record the child saw acknowledged, and nothing that was never submitted.""
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from wal import failpoint, list_snapshots, recover
+from tests.wal.helpers import obj, run_recover, running
+from wal import LogFailedError, WriteAheadLog, failpoint, failpoints, list_snapshots, recover
 from wal.failpoints import ENV_VAR, EXIT_CODE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,3 +80,123 @@ def test_crash_at_failpoint_then_recover(
 
 def test_unarmed_failpoint_is_a_no_op() -> None:
     failpoint("no_such_point")
+
+
+# -- name@N, parsing, and injected I/O errors ---------------------------------------------------
+
+@pytest.fixture
+def arm() -> Iterator[Callable[[str], None]]:
+    """Set ROSTER_FAILPOINTS for this process (and re-read it); restored afterwards."""
+    saved = os.environ.get(ENV_VAR)
+
+    def set_points(value: str) -> None:
+        os.environ[ENV_VAR] = value
+        failpoints.reload()
+
+    try:
+        yield set_points
+    finally:
+        if saved is None:
+            os.environ.pop(ENV_VAR, None)
+        else:
+            os.environ[ENV_VAR] = saved
+        failpoints.reload()
+
+
+def test_crash_at_the_nth_hit(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {**os.environ, ENV_VAR: "before_write@8"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.wal.crash_child", str(data), "before_write", "0"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == EXIT_CODE, proc.stderr
+    acked = [int(line) for line in proc.stdout.splitlines() if line.isdigit()]
+    assert acked == list(range(1, 8))  # one record per batch: the 8th write never happened
+    state, report = restore(data)
+    assert report.last_lsn == 7 and state == {f"k{i}": i for i in range(1, 8)}
+
+
+@pytest.mark.parametrize(
+    ("raw", "parsed"),
+    [
+        ("", {}),
+        (" before_write , ", {"before_write": {1}}),
+        ("fsync_eio@3,fsync_eio@5,write_short@2", {"fsync_eio": {3, 5}, "write_short": {2}}),
+    ],
+)
+def test_parse(raw: str, parsed: dict[str, set[int]]) -> None:
+    assert failpoints.parse(raw) == parsed
+
+
+@pytest.mark.parametrize("raw", ["no_such_point", "before_write@0", "before_write@x"])
+def test_parse_rejects(raw: str) -> None:
+    with pytest.raises(ValueError, match=ENV_VAR):
+        failpoints.parse(raw)
+
+
+def test_a_bad_setting_arms_nothing_and_says_so(
+    arm: Callable[[str], None], capfd: pytest.CaptureFixture[str]
+) -> None:
+    arm("before_write,typo_point")
+    assert failpoints.armed() == {}
+    assert "ignoring ROSTER_FAILPOINTS" in capfd.readouterr().err
+    failpoint("before_write")  # not armed: returns
+
+
+def test_unarmed_io_hooks_are_the_real_functions(arm: Callable[[str], None]) -> None:
+    arm("before_write")
+    write, sync = failpoints.io_hooks(os.write, os.fsync)
+    assert write is os.write and sync is os.fsync
+    log = WriteAheadLog(Path("unused"), next_lsn=1)
+    assert log._write is os.write
+
+
+def test_injected_io_errors_fail_the_nth_call(
+    arm: Callable[[str], None], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    arm("write_eio@2,write_enospc@3,write_short@4,fsync_eio@1,fsync_enospc@3")
+    write, sync = failpoints.io_hooks(os.write, os.fsync)
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
+    try:
+        assert write(fd, memoryview(b"abcd")) == 4
+        with pytest.raises(OSError, match="injected EIO") as eio:
+            write(fd, memoryview(b"efgh"))
+        assert eio.value.errno == errno.EIO
+        with pytest.raises(OSError) as enospc:
+            write(fd, memoryview(b"efgh"))
+        assert enospc.value.errno == errno.ENOSPC
+        assert write(fd, memoryview(b"123456")) == 3  # short: half of it
+        assert write(fd, memoryview(b"xy")) == 2
+        with pytest.raises(OSError) as sync_eio:
+            sync(fd)
+        assert sync_eio.value.errno == errno.EIO
+        sync(fd)
+        with pytest.raises(OSError) as sync_enospc:
+            sync(fd)
+        assert sync_enospc.value.errno == errno.ENOSPC
+        sync(fd)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == b"abcd123xy"
+    err = capfd.readouterr().err
+    assert "injected EIO on write call 2" in err and "injected short write on write call 4" in err
+    # A second set of hooks (a second WriteAheadLog) counts from one again.
+    write2, _ = failpoints.io_hooks(os.write, os.fsync)
+    with pytest.raises(OSError):
+        write2(-1, memoryview(b"x"))  # call 1 is not armed: the real os.write fails on fd -1
+    with pytest.raises(OSError, match="injected EIO"):
+        write2(-1, memoryview(b"x"))
+
+
+async def test_env_injected_fsync_error_fails_the_log(
+    arm: Callable[[str], None], tmp_path: Path
+) -> None:
+    # fdatasync calls: 1 = the first segment's header, 2 = the first batch, 3 = the second batch.
+    arm("fsync_eio@3")
+    fatal: list[BaseException] = []
+    async with running(tmp_path, on_fatal=fatal.append) as log:
+        await log.wait_durable(log.submit(obj(1)))
+        with pytest.raises(LogFailedError, match="injected EIO"):
+            await log.wait_durable(log.submit(obj(2)))
+    assert len(fatal) == 1
+    assert run_recover(tmp_path).lsns == [1]
