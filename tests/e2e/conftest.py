@@ -1,19 +1,40 @@
-"""Fixtures of the end-to-end suite (the servers themselves come from ``tests/conftest.py``)."""
+"""Fixtures of the end-to-end suite.
+
+``shared_server`` overrides the one of ``tests/conftest.py`` with the same server (manager token,
+``--fsync always``) that also releases the child's stdout pipe when it stops; ``api`` is one
+guarded client for the whole session instead of a new ``httpx.Client`` per test (each costs ~50 ms
+of TLS set-up, which for ~1 500 tests would be most of the suite's runtime).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
-from tests.e2e.helpers import guard, new_id
+from tests.conftest import TOKEN
+from tests.e2e.helpers import client_for, new_id, running
+from tests.server_process import ServerProcess
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real `roster serve` for the route tests (each test uses its own channel ids)."""
+    with running(tmp_path_factory.mktemp("shared") / "data", "--fsync", "always") as proc:
+        yield proc
+
+
+@pytest.fixture(scope="session")
+def session_api(shared_server: ServerProcess) -> Iterator[httpx.Client]:
+    with client_for(shared_server.url, TOKEN) as c:
+        yield c
 
 
 @pytest.fixture
-def api(client: httpx.Client) -> httpx.Client:
+def api(session_api: httpx.Client) -> httpx.Client:
     """The manager-token client of the shared server; any 5xx answer fails the test."""
-    return guard(client)
+    return session_api
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ reason names and error shapes are written down again here on purpose.
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,13 +62,56 @@ def guard(client: httpx.Client) -> httpx.Client:
     return client
 
 
+def client_for(url: str, token: str | None = None, *, keep_alive: bool = True,
+               timeout: float = 30.0) -> httpx.Client:
+    """A guarded client for a server at ``url``.
+
+    ``verify=False``: these are plain-HTTP loopback servers, and httpx otherwise builds a TLS
+    context for every client (~50 ms each). ``keep_alive=False`` sends ``Connection: close`` so
+    every request gets a connection of its own.
+    """
+    headers = {"token": token} if token else {}
+    if not keep_alive:
+        headers["connection"] = "close"
+    return guard(httpx.Client(base_url=url, headers=headers, timeout=timeout, verify=False))
+
+
+def release(proc: ServerProcess) -> None:
+    """Close the child's stdout pipe once it has exited.
+
+    ``ServerProcess`` never closes it, and a ``Popen`` collected with an open pipe raises a
+    ResourceWarning, which ``filterwarnings=error`` turns into a failure of whatever test is
+    running at that moment.
+    """
+    if proc.proc is not None and proc.proc.poll() is not None and proc.proc.stdout is not None:
+        proc.wait()  # joins the reader thread, so nothing reads the pipe any more
+        proc.proc.stdout.close()
+
+
+@contextmanager
+def running(data_dir: Path, *args: str, token: str | None = TOKEN) -> Iterator[ServerProcess]:
+    """A fresh server of its own on ``data_dir``; stopped with SIGTERM unless already gone."""
+    extra = ("--token", token) if token else ()
+    proc = ServerProcess(data_dir, *extra, *args).start()
+    try:
+        yield proc
+    finally:
+        try:
+            if proc.proc is not None and proc.proc.poll() is None:
+                proc.stop()
+        finally:
+            proc.kill()
+            release(proc)
+
+
 @contextmanager
 def serving(data_dir: Path, *args: str, token: str | None = TOKEN
             ) -> Iterator[tuple[ServerProcess, httpx.Client]]:
     """A fresh server of its own on ``data_dir`` and a guarded client for it."""
-    extra = ("--token", token) if token else ()
-    with ServerProcess(data_dir, *extra, *args) as proc, guard(proc.client(token)) as c:
+    with running(data_dir, *args, token=token) as proc, client_for(proc.url, token) as c:
         yield proc, c
+        # the client is closed before the server stops: an idle keep-alive connection would
+        # hold up its graceful shutdown (see test_process.py)
 
 
 # -- requests ---------------------------------------------------------------------------------
@@ -182,3 +226,62 @@ def reason_of(answer: dict[str, Any]) -> int:
     assert answer["reason_name"] == REASONS[reason], answer
     assert answer["allowed"] is (reason == 1), answer
     return reason
+
+
+# -- raw HTTP/1.1 on one socket ---------------------------------------------------------------
+
+class RawConnection:
+    """One keep-alive TCP connection spoken to by hand, so a test controls when each byte is
+    sent (httpx sends a request's headers and body back to back)."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        u = httpx.URL(url)
+        self.host = f"{u.host}:{u.port}"
+        self.sock = socket.create_connection((u.host, u.port or 80), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def request_head(self, method: str, path: str, headers: dict[str, str]) -> bytes:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}",
+                 *(f"{k}: {v}" for k, v in headers.items())]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    def _fill(self) -> bool:
+        chunk = self.sock.recv(65536)
+        self.buf += chunk
+        return bool(chunk)
+
+    def read_response(self) -> tuple[int, dict[str, str], bytes]:
+        """The next response (raises TimeoutError if none comes, EOFError on a closed socket)."""
+        while b"\r\n\r\n" not in self.buf:
+            if not self._fill():
+                raise EOFError("connection closed before a response")
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(self.buf) < length:
+            if not self._fill():
+                raise EOFError("connection closed inside a response body")
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return int(status_line.split()[1]), headers, body
+
+    def closed_by_peer(self) -> bool:
+        try:
+            return not self.buf and not self._fill()
+        except (ConnectionResetError, TimeoutError):
+            return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RawConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -11,8 +11,15 @@ from typing import Any
 import httpx
 
 from tests.conftest import TOKEN
-from tests.e2e.helpers import assert_error, guard, ok, reason_of, snapshot, system_uids
-from tests.server_process import ServerProcess
+from tests.e2e.helpers import (
+    assert_error,
+    client_for,
+    ok,
+    reason_of,
+    running,
+    snapshot,
+    system_uids,
+)
 
 G, G5, GDEL, P_OWNER, P_OTHER, TMP = "dur_g", "dur_g5", "dur_gone", "dur_owner", "dur_other", \
     "dur_tmp"
@@ -88,70 +95,47 @@ def _expected_after_first_writes(state: dict[str, Any]) -> None:
     assert state["lsn"] > 0
 
 
-def _start(data: Path, *args: str) -> ServerProcess:
-    return ServerProcess(data, "--token", TOKEN, *args).start()
-
-
 def test_state_survives_sigterm_restart(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    proc = _start(data)
-    try:
-        with guard(proc.client(TOKEN)) as c:
+    with running(data) as proc:
+        with client_for(proc.url, TOKEN) as c:
             write_everything(c)
             before = read_everything(c)
         _expected_after_first_writes(before)
         assert proc.stop(signal.SIGTERM, timeout=15) == 0, proc.text()
-    finally:
-        proc.kill()
 
-    proc = _start(data)
-    try:
-        with guard(proc.client(TOKEN)) as c:
+    with running(data) as proc:
+        with client_for(proc.url, TOKEN) as c:
             assert read_everything(c) == before
             write_more(c)
             after_more = read_everything(c)
         assert after_more["lsn"] > before["lsn"]
         assert after_more["channels"][f"{G5}/5"] is None
         assert proc.stop(signal.SIGTERM, timeout=15) == 0, proc.text()
-    finally:
-        proc.kill()
 
-    proc = _start(data)
-    try:
-        with guard(proc.client(TOKEN)) as c:
-            assert read_everything(c) == after_more
-    finally:
-        proc.stop()
+    with running(data) as proc, client_for(proc.url, TOKEN, keep_alive=False) as c:
+        assert read_everything(c) == after_more
 
 
 def test_state_survives_sigkill_with_fsync_always(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    proc = _start(data, "--fsync", "always")
-    try:
-        with guard(proc.client(TOKEN)) as c:
-            write_everything(c)
-            before = read_everything(c)
+    with running(data, "--fsync", "always") as proc, client_for(proc.url, TOKEN) as c:
+        write_everything(c)
+        before = read_everything(c)
         _expected_after_first_writes(before)
-    finally:
         proc.kill()  # SIGKILL: every acknowledged write must already be on disk
-    assert proc.proc is not None and proc.proc.returncode == -signal.SIGKILL
+        assert proc.proc is not None and proc.proc.returncode == -signal.SIGKILL
 
-    proc = _start(data, "--fsync", "always")
-    try:
-        with guard(proc.client(TOKEN)) as c:
-            assert read_everything(c) == before
-            write_more(c)
-            after_more = read_everything(c)
-    finally:
+    with running(data, "--fsync", "always") as proc, client_for(proc.url, TOKEN) as c:
+        assert read_everything(c) == before
+        write_more(c)
+        after_more = read_everything(c)
         proc.kill()
 
-    proc = _start(data, "--fsync", "always")
-    try:
-        with guard(proc.client(TOKEN)) as c:
-            assert read_everything(c) == after_more
-            # and the restarted server still refuses what it should
-            assert_error(c.post("/channel/whitelist_add", json={"channel_id": GDEL,
-                                                                "channel_type": 2,
-                                                                "uids": ["a"]}), 404)
-    finally:
-        proc.stop()
+    with running(data, "--fsync", "always") as proc, \
+            client_for(proc.url, TOKEN, keep_alive=False) as c:
+        assert read_everything(c) == after_more
+        # and the restarted server still refuses what it should
+        assert_error(c.post("/channel/whitelist_add", json={"channel_id": GDEL,
+                                                            "channel_type": 2, "uids": ["a"]}),
+                     404)

@@ -4,6 +4,8 @@ the manager token and /health. Also: no request, however odd, is answered with a
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,10 +16,11 @@ from tests.e2e.helpers import (
     CURL_FORM_CT,
     JSON_CT,
     MAX_BODY,
+    RawConnection,
     assert_error,
     assert_ok,
+    client_for,
     get_list,
-    guard,
     info,
     new_id,
     ok,
@@ -187,31 +190,121 @@ def test_body_of_exactly_4_mib_is_accepted(api: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("extra", [1, 1024 * 1024])
-def test_body_over_4_mib_is_413(api: httpx.Client, extra: int) -> None:
+def test_body_over_4_mib_is_413(shared_server: ServerProcess, api: httpx.Client,
+                                extra: int) -> None:
     gid = new_id("g")
     raw = _padded({"channel_id": gid, "channel_type": 2, "subscribers": ["a"]},
                   MAX_BODY + extra)
-    assert_error(post_raw(api, "/channel", raw), 413, "body_too_large")
+    # a connection of its own: see test_connection_is_usable_after_a_413 for reusing it
+    with client_for(shared_server.url, TOKEN, keep_alive=False) as c:
+        assert_error(post_raw(c, "/channel", raw), 413, "body_too_large")
     assert info(api, gid, 2) is None
+
+
+# -- keep-alive connections after early answers ----------------------------------------------
+# Gateways call Roster through pooled HTTP/1.1 clients. An answer given before the request body
+# was read (403 from the token check, 404/405 from routing, 413 from the size check) must leave
+# the connection usable (body drained) or close it (Connection: close); a pooled client must
+# never hang on it. Elsewhere such requests go on connections of their own (keep_alive=False).
+
+KEEP_ALIVE_TIMEOUT_S = 2.0  # loopback answers take milliseconds
+#: how long the test waits between a request's headers and its body, so that an answer the
+#: server gives without reading the body goes out before the body arrives
+BODY_DELAY_S = 0.2
+
+
+@pytest.mark.parametrize(("method", "path", "token", "status"), [
+    ("POST", "/channel/delete", None, 403),
+    ("POST", "/channel/whitelist_set", "wrong-token", 403),
+    ("POST", "/channel/nope", TOKEN, 404),
+    ("PUT", "/channel/delete", TOKEN, 405),
+    ("POST", "/health", None, 405),
+])
+@pytest.mark.parametrize("body_size", [100, 50_000])
+def test_connection_is_usable_after_an_answer_before_the_body(
+        shared_server: ServerProcess, method: str, path: str, token: str | None, status: int,
+        body_size: int) -> None:
+    body = _padded({"channel_id": new_id("g"), "channel_type": 2}, body_size)
+    headers = {"Content-Type": JSON_CT, "Content-Length": str(len(body))}
+    if token:
+        headers["token"] = token
+    with RawConnection(shared_server.url, KEEP_ALIVE_TIMEOUT_S) as conn:
+        conn.send(conn.request_head(method, path, headers))
+        time.sleep(BODY_DELAY_S)
+        conn.send(body)
+        try:
+            got, resp_headers, _ = conn.read_response()
+        except TimeoutError:
+            raise AssertionError(f"no answer to {method} {path} within "
+                                 f"{KEEP_ALIVE_TIMEOUT_S} s of its body") from None
+        assert got == status
+        if resp_headers.get("connection", "").lower() == "close":
+            assert conn.closed_by_peer(), "said Connection: close but kept the connection"
+            return
+        conn.send(conn.request_head("GET", "/health", {}))
+        try:
+            got, _, answer = conn.read_response()
+        except (TimeoutError, EOFError) as exc:
+            raise AssertionError(
+                f"after a {status} answered before its {body_size}-byte body arrived, the next "
+                f"request on the same keep-alive connection got no answer ({exc!r})"
+            ) from None
+        assert got == 200, answer
+
+
+def _next_request_answers(c: httpx.Client, what: str) -> None:
+    try:
+        r = c.get("/health")
+    except httpx.TimeoutException:
+        raise AssertionError(
+            f"after {what}, the next request on the same keep-alive connection got no answer "
+            f"within {KEEP_ALIVE_TIMEOUT_S} s"
+        ) from None
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("extra", [1, 1024 * 1024])
+def test_connection_is_usable_after_a_413(shared_server: ServerProcess, extra: int) -> None:
+    raw = _padded({"channel_id": new_id("g"), "channel_type": 2}, MAX_BODY + extra)
+    with client_for(shared_server.url, TOKEN, timeout=KEEP_ALIVE_TIMEOUT_S) as c:
+        assert_error(post_raw(c, "/channel", raw), 413, "body_too_large")
+        _next_request_answers(c, "a 413 answer")
 
 
 # -- methods and routes -----------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def own_connections(shared_server: ServerProcess) -> Iterator[httpx.Client]:
+    """Manager-token client with a connection per request, for answers given before the body
+    is read (test_connection_is_usable_after_early_answers covers those on one connection)."""
+    with client_for(shared_server.url, TOKEN, keep_alive=False) as c:
+        yield c
+
+
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
 @pytest.mark.parametrize("path", [p for p in POST_ROUTES if p not in GET_ROUTES])
-def test_wrong_method_on_post_routes(api: httpx.Client, path: str, method: str) -> None:
-    assert_error(api.request(method, path), 405, "method_not_allowed")
+def test_wrong_method_on_post_routes(own_connections: httpx.Client, path: str,
+                                     method: str) -> None:
+    r = own_connections.request(method, path, json=_valid_body(path, "g", "u"))
+    assert_error(r, 405, "method_not_allowed", names=method)
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
 @pytest.mark.parametrize("path", [*[p for p in GET_ROUTES if p != "/channel/info"], "/health"])
-def test_wrong_method_on_get_routes(api: httpx.Client, path: str, method: str) -> None:
-    assert_error(api.request(method, path, json={}), 405, "method_not_allowed")
+def test_wrong_method_on_get_routes(own_connections: httpx.Client, path: str,
+                                    method: str) -> None:
+    r = own_connections.request(method, path, json={"channel_id": "g", "channel_type": 2})
+    assert_error(r, 405, "method_not_allowed")
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
-def test_wrong_method_on_channel_info(api: httpx.Client, method: str) -> None:
-    assert_error(api.request(method, "/channel/info"), 405, "method_not_allowed")
+def test_wrong_method_on_channel_info(own_connections: httpx.Client, method: str) -> None:
+    gid = new_id("g")
+    r = own_connections.request(method, "/channel/info", json={"channel_id": gid,
+                                                                "channel_type": 2})
+    assert_error(r, 405, "method_not_allowed")
+    assert_error(own_connections.get("/channel/info", params={"channel_id": gid,
+                                                              "channel_type": 2}), 404)
 
 
 @pytest.mark.parametrize(("method", "path"), [
@@ -220,8 +313,9 @@ def test_wrong_method_on_channel_info(api: httpx.Client, method: str) -> None:
     ("POST", "/tmpchannel/subscriber_add"), ("GET", "/user"), ("POST", "/permission"),
     ("GET", "/channels"),
 ])
-def test_unknown_route_is_404(api: httpx.Client, method: str, path: str) -> None:
-    assert_error(api.request(method, path), 404)
+def test_unknown_route_is_404(own_connections: httpx.Client, method: str, path: str) -> None:
+    body = {"channel_id": "g", "channel_type": 2} if method == "POST" else None
+    assert_error(own_connections.request(method, path, json=body), 404)
 
 
 # -- manager token ----------------------------------------------------------------------------
@@ -245,27 +339,28 @@ def test_token_required_on_every_route(shared_server: ServerProcess, api: httpx.
     gid, uid = new_id("g"), new_id("u")
     ok(api, "/channel", {"channel_id": gid, "channel_type": 2, "subscribers": [uid]})
     before = snapshot(api, gid, 2)
-    with guard(shared_server.client()) as anon:
+    newcomer = new_id("n")
+    # one connection per request: test_connection_is_usable_after_403s covers reusing one
+    with client_for(shared_server.url, keep_alive=False) as anon:
         for path in POST_ROUTES:
-            _assert_forbidden(anon.post(path, json=_valid_body(path, gid, new_id("n")),
+            _assert_forbidden(anon.post(path, json=_valid_body(path, gid, newcomer),
                                         headers=headers))
         for path in GET_ROUTES:
             _assert_forbidden(anon.get(path, params={"channel_id": gid, "channel_type": 2},
                                        headers=headers))
-        _assert_forbidden(anon.post("/tmpchannel/subscriber_set",
-                                    json={"channel_id": gid, "uids": ["x"]}, headers=headers))
     assert snapshot(api, gid, 2) == before
     assert info(api, gid, 8) is None
+    assert newcomer not in api.get("/user/systemuids").json()
 
 
 def test_token_header_name_is_case_insensitive(shared_server: ServerProcess) -> None:
-    with guard(shared_server.client()) as anon:
+    with client_for(shared_server.url, keep_alive=False) as anon:
         r = anon.get("/user/systemuids", headers={"Token": TOKEN})
         assert r.status_code == 200, r.text
 
 
 def test_health_is_open(shared_server: ServerProcess) -> None:
-    with guard(shared_server.client()) as anon:
+    with client_for(shared_server.url, keep_alive=False) as anon:
         for headers in ({}, {"token": "wrong"}, {"token": TOKEN}):
             r = anon.get("/health", headers=headers)
             assert r.status_code == 200, r.text

@@ -11,37 +11,48 @@ import httpx
 import pytest
 
 from tests.conftest import TOKEN
-from tests.server_process import ServerProcess
+from tests.e2e.helpers import client_for, ok, running
 
 STOP_BOUND_S = 10.0
+KEEP_ALIVE_STOP_BOUND_S = 5.0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_idle_stop_exits_0_quickly(tmp_path: Path, sig: signal.Signals) -> None:
-    proc = ServerProcess(tmp_path / "data", "--token", TOKEN).start()
-    try:
-        with proc.client(TOKEN) as c:
-            assert c.get("/health").status_code == 200
+    with running(tmp_path / "data") as proc:
+        with client_for(proc.url, TOKEN) as c:
+            ok(c, "/channel", {"channel_id": "g", "channel_type": 2})
         started = time.monotonic()
-        code = proc.stop(sig, timeout=STOP_BOUND_S + 5)
+        code = proc.stop(sig, timeout=STOP_BOUND_S + 15)
         elapsed = time.monotonic() - started
-    finally:
-        proc.kill()
     assert code == 0, proc.text()
     assert elapsed < STOP_BOUND_S, f"took {elapsed:.1f} s to stop"
     # the port is closed afterwards
-    with pytest.raises(httpx.TransportError), httpx.Client(base_url=proc.url, timeout=2) as c:
+    with pytest.raises(httpx.TransportError), client_for(proc.url, timeout=2) as c:
         c.get("/health")
 
 
+def test_idle_keep_alive_connection_does_not_delay_sigterm(tmp_path: Path) -> None:
+    """A gateway's pooled connection that is idle is no in-flight request (SPEC §7): SIGTERM
+    must not wait for the client to hang up (hypercorn's graceful_timeout is 10 s)."""
+    with running(tmp_path / "data") as proc, client_for(proc.url, TOKEN) as c:
+        ok(c, "/channel", {"channel_id": "g", "channel_type": 2})  # connection now idle, open
+        started = time.monotonic()
+        code = proc.stop(signal.SIGTERM, timeout=STOP_BOUND_S + 15)
+        elapsed = time.monotonic() - started
+    assert code == 0, proc.text()
+    assert elapsed < KEEP_ALIVE_STOP_BOUND_S, \
+        f"SIGTERM took {elapsed:.1f} s with one idle keep-alive connection open"
+
+
 def test_listening_line_contains_the_bound_address(tmp_path: Path) -> None:
-    with ServerProcess(tmp_path / "data", "--token", TOKEN) as proc:
+    with running(tmp_path / "data") as proc:
         lines = [ln for ln in proc.text().splitlines() if "roster: listening on" in ln]
         assert len(lines) == 1, proc.text()
         m = re.search(r"http://(127\.0\.0\.1):(\d+)", lines[0])
         assert m is not None, lines[0]
         port = int(m.group(2))
         assert port != 0  # --port 0: the line says which port was really bound
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
+        with client_for(f"http://127.0.0.1:{port}", keep_alive=False, timeout=5) as c:
             r = c.get("/health")
             assert r.status_code == 200 and r.json()["status"] == "ok"
