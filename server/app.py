@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from server.errors import ApiError, BadRequest, UnsupportedMediaType
 from server.metrics import Metrics
+from server.openapi import RouteDoc
 from server.schema import Field, Limits, parse, parse_query
 from server.service import Roster
 
@@ -94,9 +95,18 @@ async def read_json() -> Any:
         raise BadRequest(f"request body is not valid JSON: {exc}", "invalid_json") from None
 
 
-def create_app(roster: Roster) -> QuartTrio:
+def route_families() -> tuple[Any, ...]:
+    """The route modules; each has ``register(app, api)`` and ``DOCS`` (its RouteDoc list)."""
     from server.routes import admin, channels, permission, tmpchannel, users
 
+    return (channels, tmpchannel, users, permission, admin)
+
+
+def route_docs() -> list[RouteDoc]:
+    return [doc for family in route_families() for doc in family.DOCS]
+
+
+def create_app(roster: Roster) -> QuartTrio:
     app = QuartTrio("roster")
     app.config["MAX_CONTENT_LENGTH"] = roster.settings.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
@@ -158,8 +168,10 @@ def create_app(roster: Roster) -> QuartTrio:
         )
 
     api = Api(roster)
-    for family in (channels, tmpchannel, users, permission, admin):
+    for family in route_families():
         family.register(app, api)
+    # Every family documents its routes next to them (server/openapi.py builds /openapi.json).
+    app.extensions["route_docs"] = route_docs()
     metrics = app.extensions["metrics"] = Metrics(roster)
     metrics.routes = frozenset(rule.rule for rule in app.url_map.iter_rules())
     app.asgi_app = metrics.wrap(app.asgi_app)  # type: ignore[method-assign, arg-type, assignment]

@@ -1,16 +1,48 @@
-"""``/health`` (always open), ``/metrics`` and ``/admin/snapshot`` (manager-token rule)."""
+"""Operations: ``/health`` (always open); ``/metrics``, ``/admin/snapshot``, ``/openapi.json`` and
+``/docs`` (manager-token rule)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from quart import Response
 from quart_trio import QuartTrio
 
 from server.app import Api, json_response
 from server.metrics import CONTENT_TYPE
+from server.openapi import RouteDoc, build, render_html
+
+HEALTH = {"type": "object", "required": ["status", "lsn"],
+          "properties": {"status": {"type": "string"}, "lsn": {"type": "integer"}}}
+SNAPSHOT = {"type": "object", "required": ["status", "lsn", "bytes", "seconds"],
+            "properties": {"status": {"type": "string"}, "lsn": {"type": "integer"},
+                           "bytes": {"type": "integer"}, "seconds": {"type": "number"}}}
+TEXT = {"type": "string"}
+
+DOCS = [
+    RouteDoc("GET", "/health", "liveness and the durable log position (never needs the token)",
+             None, HEALTH, (), tag="health"),
+    RouteDoc("GET", "/metrics", "Prometheus text exposition", None, TEXT, (403,), tag="ops",
+             response_type="text/plain"),
+    RouteDoc("POST", "/admin/snapshot", "write a snapshot now", None, SNAPSHOT, (403, 503),
+             tag="ops"),
+    RouteDoc("GET", "/openapi.json", "this document", None, {"type": "object"}, (403,),
+             tag="ops"),
+    RouteDoc("GET", "/docs", "the API as an HTML page", None, TEXT, (403,), tag="ops",
+             response_type="text/html"),
+]
 
 
 def register(app: QuartTrio, api: Api) -> None:
     roster = api.roster
+    spec: dict[str, Any] = {}
+
+    def document() -> dict[str, Any]:
+        # Built on first use: by then every route family has registered its DOCS.
+        if not spec:
+            spec.update(build(app.extensions["route_docs"],
+                              token_required=roster.settings.token is not None))
+        return spec
 
     @app.get("/health")
     async def health() -> Response:
@@ -26,3 +58,12 @@ def register(app: QuartTrio, api: Api) -> None:
         info = await roster.snapshot()
         return json_response({"status": "ok", "lsn": info.lsn, "bytes": info.bytes,
                               "seconds": round(info.seconds, 6)})
+
+    @app.get("/openapi.json")
+    async def openapi_json() -> Response:
+        return json_response(document())
+
+    @app.get("/docs")
+    async def docs() -> Response:
+        return Response(render_html(document()), status=200,
+                        content_type="text/html; charset=utf-8")

@@ -18,6 +18,7 @@ from quart_trio import QuartTrio
 
 from server.app import Api, json_response, ok
 from server.errors import BadRequest, channel_not_found
+from server.openapi import UID_ARRAY, RouteDoc
 from server.schema import Field
 from server.state import FLAG_NAMES, PERSON, TEMP, Channel
 
@@ -47,9 +48,55 @@ SUBSCRIBERS_QUERY = (
     Field("cursor", "uid", doc="return uids sorted after this one (next_cursor of the last page)"),
 )
 
-#: The ``/channel/info`` answer, also the source of its documented schema.
-INFO_KEYS = ("channel_id", "channel_type", *FLAG_NAMES, "subscriber_count", "whitelist_count",
-             "blacklist_count", "created_at", "updated_at")
+INFO_SCHEMA = {
+    "type": "object",
+    "required": ["channel_id", "channel_type", *FLAG_NAMES, "subscriber_count", "whitelist_count",
+                 "blacklist_count", "created_at", "updated_at"],
+    "properties": {
+        "channel_id": {"type": "string"},
+        **{name: {"type": "integer"} for name in ("channel_type", *FLAG_NAMES,
+                                                 "subscriber_count", "whitelist_count",
+                                                 "blacklist_count", "created_at", "updated_at")},
+    },
+}
+SUBSCRIBERS_PAGE = {
+    "type": "object", "required": ["uids", "next_cursor"],
+    "properties": {"uids": UID_ARRAY, "next_cursor": {"type": "string", "nullable": True}},
+}
+WRITE_ERRORS = (400, 403, 404, 413, 415, 503)
+READ_ERRORS = (400, 403, 404)
+
+DOCS = [
+    RouteDoc("POST", "/channel", "create or update a channel; omitted flags keep their value",
+             CREATE),
+    RouteDoc("POST", "/channel/info", "create or update a channel's flags", INFO),
+    RouteDoc("GET", "/channel/info", "a channel's flags, list sizes and timestamps", CHANNEL,
+             INFO_SCHEMA, READ_ERRORS),
+    RouteDoc("POST", "/channel/delete", "delete a channel and its lists (missing: no-op)",
+             CHANNEL),
+    RouteDoc("POST", "/channel/subscriber_add", "add subscribers (reset=1 replaces); creates "
+             "the channel", SUBSCRIBER_ADD),
+    RouteDoc("POST", "/channel/subscriber_remove", "remove subscribers", SUBSCRIBER_REMOVE,
+             errors=WRITE_ERRORS),
+    RouteDoc("POST", "/channel/subscriber_remove_all", "remove every subscriber", CHANNEL,
+             errors=WRITE_ERRORS),
+    RouteDoc("GET", "/channel/subscribers", "subscribers, sorted, paged by cursor",
+             SUBSCRIBERS_QUERY, SUBSCRIBERS_PAGE, READ_ERRORS),
+]
+for _name, _what in (("whitelist", "allowed senders; non-empty = whitelist mode"),
+                     ("blacklist", "blocked senders; beats the whitelist")):
+    DOCS += [
+        RouteDoc("POST", f"/channel/{_name}_add", f"add to the {_name} ({_what})", LIST_CHANGE,
+                 errors=WRITE_ERRORS),
+        RouteDoc("POST", f"/channel/{_name}_set", f"replace the whole {_name} in one step",
+                 LIST_CHANGE, errors=WRITE_ERRORS),
+        RouteDoc("POST", f"/channel/{_name}_remove", f"remove from the {_name}", LIST_CHANGE,
+                 errors=WRITE_ERRORS),
+        RouteDoc("POST", f"/channel/{_name}_remove_all", f"clear the {_name}", CHANNEL,
+                 errors=WRITE_ERRORS),
+        RouteDoc("GET", f"/channel/{_name}", f"the {_name}, sorted", CHANNEL, UID_ARRAY,
+                 READ_ERRORS),
+    ]
 
 
 def _flags_given(body: dict[str, Any]) -> dict[str, int]:

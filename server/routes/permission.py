@@ -9,6 +9,7 @@ from quart import Response
 from quart_trio import QuartTrio
 
 from server.app import Api, json_response, read_json
+from server.openapi import RouteDoc
 from server.permission import REASON_NAMES, SUCCESS, decide
 from server.schema import Field, check_one, parse
 
@@ -18,6 +19,21 @@ CHECK = (
     Field("channel_type", "channel_type", required=True),
 )
 CHECK_BATCH = (Field("checks", "checks", required=True, doc="at most 10 000 checks"),)
+
+RESULT = {
+    "type": "object", "required": ["allowed", "reason", "reason_name"],
+    "properties": {"allowed": {"type": "boolean"},
+                   "reason": {"type": "integer", "enum": sorted(REASON_NAMES)},
+                   "reason_name": {"type": "string", "enum": sorted(REASON_NAMES.values())}},
+}
+DOCS = [
+    RouteDoc("POST", "/permission/check", "may from_uid send to this channel? (SPEC §5)", CHECK,
+             RESULT, (400, 403, 413, 415), tag="permission"),
+    RouteDoc("POST", "/permission/check_batch", "many checks in one call, answers in order",
+             CHECK_BATCH, {"type": "object", "required": ["results"],
+                           "properties": {"results": {"type": "array", "items": RESULT}}},
+             (400, 403, 413, 415), tag="permission"),
+]
 
 # Answers are a handful of fixed dicts: build them once.
 _ANSWERS = {code: {"allowed": code == SUCCESS, "reason": code, "reason_name": name}

@@ -11,6 +11,7 @@ from quart_trio import QuartTrio
 
 from server.app import Api, ok
 from server.errors import BadRequest
+from server.openapi import RouteDoc
 from server.schema import Field
 
 SUBSCRIBER_SET = (
@@ -19,6 +20,10 @@ SUBSCRIBER_SET = (
     Field("ttl", "int", minimum=60, maximum=604_800,
           doc="seconds until the channel expires; default tmpchannel_ttl (1200)"),
 )
+
+DOCS = [RouteDoc("POST", "/tmpchannel/subscriber_set",
+                 "replace the subscribers of temporary channel (channel_id, 8)", SUBSCRIBER_SET,
+                 tag="tmpchannel")]
 
 
 def register(app: QuartTrio, api: Api) -> None:

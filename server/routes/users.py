@@ -7,9 +7,19 @@ from quart_trio import QuartTrio
 
 from server.app import Api, json_response, ok
 from server.errors import BadRequest
+from server.openapi import UID_ARRAY, RouteDoc
 from server.schema import Field
 
 UIDS = (Field("uids", "uids", required=True),)
+
+DOCS = [
+    RouteDoc("POST", "/user/systemuids_add", "add system accounts (outrank every list)", UIDS,
+             tag="system accounts"),
+    RouteDoc("POST", "/user/systemuids_remove", "remove system accounts", UIDS,
+             tag="system accounts"),
+    RouteDoc("GET", "/user/systemuids", "system accounts, sorted", None, UID_ARRAY, (403,),
+             tag="system accounts"),
+]
 
 
 def register(app: QuartTrio, api: Api) -> None:

@@ -1,0 +1,86 @@
+"""Operating Roster: /metrics, /openapi.json, /docs, and that the docs cover every route."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from server.app import route_docs
+from tests.server_process import ServerProcess
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        m = re.match(r"([a-z_]+)(\{[^}]*\})? (\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(m.group(3))
+    raise AssertionError(f"no sample {name}{labels}")
+
+
+def test_metrics_move_under_load(client: httpx.Client) -> None:
+    before = client.get("/metrics").text
+    sent = 20
+    for i in range(sent):
+        r = client.post("/channel", json={"channel_id": f"ops_metrics_{i}", "channel_type": 2,
+                                          "subscribers": ["a", "b"]})
+        assert r.status_code == 200
+    client.post("/channel/whitelist_add", json={"channel_id": "ops_missing", "channel_type": 2,
+                                                "uids": ["a"]})
+    after = client.get("/metrics")
+    assert after.status_code == 200
+    assert after.headers["content-type"].startswith("text/plain")
+    text = after.text
+
+    def delta(name: str, **labels: str) -> float:
+        try:
+            old = _sample(before, name, **labels)
+        except AssertionError:
+            old = 0.0
+        return _sample(text, name, **labels) - old
+
+    assert delta("roster_http_requests_total", route="/channel", method="POST",
+                 status="200") == sent
+    assert delta("roster_http_requests_total", route="/channel/whitelist_add", method="POST",
+                 status="404") == 1
+    assert delta("roster_http_request_duration_seconds_count", route="/channel") == sent
+    assert delta("roster_wal_records_total") >= sent
+    assert delta("roster_wal_fsyncs_total") >= 1  # the shared server runs --fsync always
+    assert delta("roster_channels") >= sent
+    assert delta("roster_memberships", list="subscribers") >= 2 * sent
+    assert _sample(text, "roster_wal_durable_lsn") == client.get("/health").json()["lsn"]
+
+
+def test_metrics_and_docs_follow_the_token_rule(shared_server: ServerProcess) -> None:
+    for path in ("/metrics", "/openapi.json", "/docs"):
+        r = httpx.get(shared_server.url + path)
+        assert r.status_code == 403, path
+        assert r.json()["msg"] == "no management permission"
+    assert httpx.get(shared_server.url + "/health").status_code == 200
+
+
+def test_openapi_documents_exactly_the_registered_routes(client: httpx.Client) -> None:
+    spec = client.get("/openapi.json").json()
+    documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
+    assert documented == {(d.method, d.path) for d in route_docs()}
+    # every documented route answers something other than 404/405 for its method
+    for method, path in documented:
+        r = client.request(method, path, json={} if method == "POST" else None)
+        assert r.status_code not in (404, 405) or r.json().get("code") == "channel_not_found", \
+            (method, path, r.status_code)
+    wl = spec["paths"]["/channel/whitelist_set"]["post"]
+    body = wl["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["required"]) == {"channel_id", "channel_type"}
+    assert {"200", "400", "403", "404"} <= set(wl["responses"])
+
+
+def test_docs_page_renders_every_route(client: httpx.Client) -> None:
+    r = client.get("/docs")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    for doc in route_docs():
+        assert f"<code>{doc.path}</code>" in r.text
