@@ -5,20 +5,24 @@ Every test writes real files under tmp_path and runs the real recover(), fsyncs 
 
 from __future__ import annotations
 
+import shutil
 import struct
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
+from server.state import State
 from tests.wal.helpers import (
     broken_files,
     fresh_copy,
     obj,
     patch,
     run_recover,
+    running,
     write_segment,
 )
-from wal import CorruptLogError, list_segments, pack
+from wal import CorruptLogError, list_segments, pack, recover
 from wal.framing import HEADER_SIZE, encode_header, encode_record
 from wal.layout import segment_path
 
@@ -294,3 +298,72 @@ def test_damage_followed_by_intact_record_in_last_segment_is_refused(tmp_path: P
         run_recover(tmp_path)
     assert info.value.offset == offsets[2]
     assert f"an intact record (lsn > 2) follows at {offsets[3]}" in info.value.reason
+
+
+def _batches(count: int) -> list[object]:
+    """Real state-engine batches, so 'the prefix' is checked as state, not only as LSNs."""
+    out: list[object] = [[1000, [["ch_put", "g", 2, {"large": 1}]]]]
+    out += [[1000 + i, [["wl_add", "g", 2, [f"u{i}"]], ["sub_add", "g", 2, [f"s{i}"]]]]
+            for i in range(1, count)]
+    return out
+
+
+def _state_of(batches: list[object]) -> dict[str, object]:
+    state = State()
+    for batch in batches:
+        state.apply(batch)  # type: ignore[arg-type]
+    return state.as_plain()
+
+
+def _recovered_state(data_dir: Path, mode: Literal["strict", "truncate"]) -> dict[str, object]:
+    state = State()
+    recover(data_dir, mode=mode, load_snapshot_chunk=state.load_chunk,
+            apply_record=lambda lsn, batch: state.apply(batch),  # type: ignore[arg-type]
+            log=lambda _: None)
+    return state.as_plain()
+
+
+def test_every_single_bit_flip_in_a_middle_record_is_refused_then_repaired(
+        tmp_path: Path) -> None:
+    """All 8 x len bits of record 3 of 5: a strict start refuses, naming the segment and the
+    record's offset, and leaves the file alone; repair (truncate mode) recovers exactly the state
+    of records 1-2."""
+    batches = _batches(5)
+    built = write_segment(tmp_path, 1, batches)
+    start, end = built.offsets[2], built.ends[2]
+    prefix = _state_of(batches[:2])
+    data, seg = tmp_path, built.path
+    flipped = 0
+    for position in range(start, end):
+        for bit in range(8):
+            shutil.rmtree(data / "wal" / "broken", ignore_errors=True)
+            damaged = bytearray(built.data)
+            damaged[position] ^= 1 << bit
+            seg.write_bytes(bytes(damaged))
+            with pytest.raises(CorruptLogError) as info:
+                _recovered_state(data, "strict")
+            assert (info.value.path, info.value.offset) == (str(seg), start), (position, bit)
+            assert f"{seg} at offset {start}" in str(info.value)
+            assert seg.read_bytes() == damaged  # strict touched nothing
+            assert _recovered_state(data, "truncate") == prefix, (position, bit)
+            assert seg.stat().st_size == start
+            flipped += 1
+    assert flipped == 8 * (end - start)
+
+
+async def test_appending_after_a_corruption_repair_reads_back_cleanly(tmp_path: Path) -> None:
+    batches = _batches(6)
+    built = write_segment(tmp_path, 1, batches)
+    patch(built.path, built.offsets[3] + 20, b"\xee")
+    with pytest.raises(CorruptLogError):
+        run_recover(tmp_path)
+    report = run_recover(tmp_path, mode="truncate").report
+    assert report.last_lsn == 3
+    more = [[2000 + i, [["bl_add", "g", 2, [f"b{i}"]]]] for i in range(3)]
+    async with running(tmp_path, next_lsn=report.last_lsn + 1) as log:
+        for batch in more:
+            await log.wait_durable(log.submit(batch))
+    assert [s.first_lsn for s in list_segments(tmp_path)] == [1, 4]  # never appended to it
+    got = run_recover(tmp_path)
+    assert got.lsns == [1, 2, 3, 4, 5, 6] and got.report.torn_tail is None
+    assert _recovered_state(tmp_path, "strict") == _state_of(batches[:3] + more)
