@@ -82,7 +82,14 @@ def _delegate(command: str, rest: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # ``roster wal --help`` and friends: argparse's REMAINDER does not take leading options, so
+    # the sub-tools get whatever the top-level parser did not recognise.
+    args, unknown = parser.parse_known_args(argv)
+    if args.command in ("wal", "bench"):
+        return _delegate(args.command, [*unknown, *args.rest])
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command == "serve":
             return _serve(args)
@@ -94,8 +101,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "snapshot":
         return _snapshot(args)
-    if args.command in ("wal", "bench"):
-        return _delegate(args.command, args.rest)
     return 2
 
 
