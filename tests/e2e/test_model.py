@@ -87,7 +87,7 @@ def apply(model: Model, path: str, arg: Any, reset: int) -> tuple[dict[str, Any]
     return body, 200
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(OPS, min_size=1, max_size=12))
 def test_random_writes_match_the_model(session_api: httpx.Client,
                                        ops: list[tuple[str, Any, int]]) -> None:
