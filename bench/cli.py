@@ -1,0 +1,141 @@
+"""``python -m bench <sub> [--quick] [--json]`` (and ``roster bench``, which delegates here).
+
+Sub-commands (each prints a table; ``--json`` prints a machine-readable record on stdout and the
+table on stderr; ``--out FILE`` also writes the JSON to FILE)::
+
+    decide   in-process permission decision: median/p99 ns per check, hot and random access
+    http     load against a real `roster serve` subprocess and the bare-ASGI floor (wrk or the
+             in-repo raw trio client): check req/s, check_batch checks/s, whitelist_set at 1 and
+             64 clients under --fsync always and none
+    wal      WriteAheadLog appends per fsync policy and writer count, group-commit batch sizes,
+             replay records/s, snapshot time and event-loop lag, restart (recover) time
+    memory   RSS per membership of the generated state, in a fresh subprocess
+    peer     the same workloads against a private redis-server (when installed), as Roster/Redis
+    all      everything above, in one run (peer reuses the http figures of that run)
+
+``--quick`` shrinks every size so that each sub-command finishes in well under a minute.
+Benchmarks never gate CI: they print figures; nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from bench.common import Record
+
+
+def _positive(text: str) -> int:
+    value = int(text.replace("_", ""))
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quick", action="store_true",
+                        help="small sizes and short runs (each sub-command < 1 min)")
+    common.add_argument("--json", action="store_true",
+                        help="print the JSON record on stdout (the table goes to stderr)")
+    common.add_argument("--out", help="also write the JSON record(s) to this file")
+    common.add_argument("--channels", type=_positive, default=0,
+                        help="group channels in the generated state (default 1M; quick: less)")
+    common.add_argument("--members", type=_positive, default=10,
+                        help="subscribers per channel (default 10)")
+
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="sub", required=True)
+
+    d = sub.add_parser("decide", parents=[common], help="in-process permission decision")
+    d.add_argument("--checks", type=_positive, default=0,
+                   help="checks per access pattern (default 1M; quick 200k)")
+
+    h = sub.add_parser("http", parents=[common], help="HTTP load against roster serve")
+    _http_options(h)
+
+    w = sub.add_parser("wal", parents=[common], help="write-ahead log figures")
+    w.add_argument("--records", type=_positive, default=0,
+                   help="records written then replayed (default 1M; quick 100k)")
+    w.add_argument("--seconds", type=float, default=0.0,
+                   help="seconds per append run (default 3; quick 0.5)")
+    w.add_argument("--writers", default="1,8,64,256", help="writer counts, comma separated")
+    w.add_argument("--policies", default="always,interval,none",
+                   help="fsync policies, comma separated")
+
+    sub.add_parser("memory", parents=[common], help="RSS per membership")
+
+    p = sub.add_parser("peer", parents=[common], help="the same workloads against Redis")
+    _http_options(p)
+
+    a = sub.add_parser("all", parents=[common], help="every sub-command, one run")
+    _http_options(a)
+    a.add_argument("--checks", type=_positive, default=0)
+    a.add_argument("--records", type=_positive, default=0)
+    a.add_argument("--writers", default="1,8,64,256")
+    a.add_argument("--policies", default="always,interval,none")
+    a.add_argument("--wal-seconds", type=float, default=0.0, dest="wal_seconds")
+    a.add_argument("--skip", default="", help="sub-commands to leave out, comma separated")
+    return parser
+
+
+def _http_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--client", choices=("auto", "wrk", "trio"), default="auto",
+                   help="load generator: wrk when installed (auto), or the in-repo trio client")
+    p.add_argument("--duration", type=float, default=0.0,
+                   help="seconds per HTTP measurement (default 5; quick 2)")
+    p.add_argument("--http-channels", type=_positive, default=0, dest="http_channels",
+                   help="channels preloaded into the servers (default: --channels)")
+
+
+Printer = Callable[[Record, Any], None]
+
+
+_MODULES = {"decide": "bench.decide", "memory": "bench.memory", "wal": "bench.walbench",
+            "http": "bench.httpbench", "peer": "bench.peer"}
+
+
+def _runner(name: str) -> tuple[Callable[[argparse.Namespace], Record], Printer]:
+    """Import a sub-command's module only when it runs (http pulls in more than decide)."""
+    module = importlib.import_module(_MODULES[name])
+    return module.main, module.print_table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    table_out = sys.stderr if args.json else sys.stdout
+    records: list[Record] = []
+    if args.sub == "all":
+        skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+        for name in ("decide", "memory", "wal", "http", "peer"):
+            if name in skip:
+                continue
+            if name == "wal" and args.wal_seconds:
+                args.seconds = args.wal_seconds
+            elif name == "wal":
+                args.seconds = 0.0
+            if name == "peer":
+                args.roster_http = next((r for r in records if r["bench"] == "http"), None)
+            run, show = _runner(name)
+            rec = run(args)
+            show(rec, table_out)
+            records.append(rec)
+    else:
+        run, show = _runner(args.sub)
+        rec = run(args)
+        show(rec, table_out)
+        records.append(rec)
+    document: Any = records[0] if len(records) == 1 and args.sub != "all" else records
+    text = json.dumps(document, indent=2, sort_keys=False)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    if args.json:
+        print(text, flush=True)
+    failed = [r["bench"] for r in records if r.get("error")]
+    return 1 if failed else 0
