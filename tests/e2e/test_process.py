@@ -56,3 +56,19 @@ def test_listening_line_contains_the_bound_address(tmp_path: Path) -> None:
         with client_for(f"http://127.0.0.1:{port}", keep_alive=False, timeout=5) as c:
             r = c.get("/health")
             assert r.status_code == 200 and r.json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("token", [None, TOKEN], ids=["no-token", "token"])
+def test_non_loopback_bind_without_token_warns(tmp_path: Path, token: str | None) -> None:
+    # ServerProcess passes --host 127.0.0.1 first; a later --host wins
+    with running(tmp_path / "data", "--host", "0.0.0.0", token=token) as proc:
+        port = int(proc.url.rsplit(":", 1)[1])
+        with client_for(f"http://127.0.0.1:{port}", token, keep_alive=False) as c:
+            assert c.get("/health").status_code == 200
+        text = proc.text()
+    warned = [ln for ln in text.splitlines()
+              if "warning" in ln.lower() and "token" in ln.lower()]
+    if token is None:
+        assert warned, text
+    else:
+        assert not warned, text
