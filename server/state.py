@@ -23,6 +23,9 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
+from server.presence import CHUNK_KINDS as PRESENCE_CHUNK_KINDS
+from server.presence import Presence
+
 PERSON: Final = 1
 GROUP: Final = 2
 TEMP: Final = 8
@@ -121,6 +124,9 @@ class State:
             "sys_add": self._sys_add,
             "sys_rm": self._sys_rm,
         }
+        #: subscriptions and online devices (SPEC §6); its ops share this table
+        self.presence = Presence()
+        self._ops.update(self.presence.ops())
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -244,6 +250,7 @@ class State:
         """
         items = list(self.channels.items())
         system = sorted(self.system_uids)
+        presence = self.presence.snapshot_chunks(rows_per_chunk)  # copied now, like the channels
 
         def chunks() -> Iterator[object]:
             yield {"kind": "meta", "version": 1, "system_uids": system, "channels": len(items)}
@@ -264,6 +271,7 @@ class State:
                         )
                     )
                 yield {"kind": "channels", "rows": rows}
+            yield from presence
 
         return chunks()
 
@@ -290,6 +298,8 @@ class State:
                     self._forget(old)
                 self.channels[(_intern(cid), ctype)] = ch
                 self._remember(ch)
+        elif kind in PRESENCE_CHUNK_KINDS:
+            self.presence.load_chunk(chunk)
         else:
             raise ValueError(f"unknown snapshot chunk kind {kind!r}")
 
@@ -309,4 +319,5 @@ class State:
                 }
                 for key, ch in self.channels.items()
             },
+            "presence": self.presence.as_plain(),
         }
