@@ -1,0 +1,66 @@
+"""Write and fsync errors in a real server's flusher (``ROSTER_FAILPOINTS=fsync_eio@N`` and
+friends, wal/failpoints.py): fail-stop. Clients waiting on the failed batch get 503
+``log_unavailable``, nothing un-logged is acknowledged (a 503'd request must be absent after
+restart), the process exits 1, and the next start recovers every acknowledged write."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from bench.killloop import Workload
+from tests.crash.helpers import DIE_TIMEOUT_S, recovered_and_checked, server
+
+WRITERS = 4
+#: the N-th write / fdatasync call fails. Calls 1 are the first segment's header; setup() then
+#: writes 3 + WRITERS batches, one write and one fdatasync each under --fsync always.
+N = 25
+
+
+@pytest.mark.parametrize(
+    ("points", "said"),
+    [
+        (f"fsync_eio@{N}", "injected EIO on fdatasync"),
+        (f"fsync_enospc@{N}", "injected ENOSPC on fdatasync"),
+        (f"write_eio@{N}", "injected EIO on write"),
+        (f"write_enospc@{N}", "injected ENOSPC on write"),
+        # half the batch reaches the file, then the disk is full: the half must be cut back off
+        (f"write_short@{N},write_enospc@{N + 1}", "injected short write"),
+    ],
+)
+def test_log_error_is_fail_stop(tmp_path: Path, points: str, said: str) -> None:
+    data = tmp_path / "data"
+    seed = random.randrange(1 << 30)
+    workload = Workload(WRITERS, seed)
+    with server(data, "--fsync", "always", failpoints=points) as proc:
+        workload.setup(proc.url)
+        workload.start(proc.url)
+        code = proc.wait(DIE_TIMEOUT_S)
+        workload.stop()
+        text = proc.text()
+    assert code == 1, text
+    assert said in text and "write-ahead log failed, stopping" in text, text
+    assert not workload.errors(), workload.errors()
+    assert workload.refused >= 1, (seed, text)  # the waiters of the failed batch got 503
+    assert workload.acked >= 1
+    # recovered_and_checked treats every 503 as "not logged": present after restart = failure.
+    settled = recovered_and_checked(data, workload)
+    assert settled.acked_checked == workload.acked
+    assert settled.torn_tails == 0  # the failed batch was cut back, not left torn
+
+
+def test_one_short_write_is_retried_not_fatal(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    workload = Workload(WRITERS, random.randrange(1 << 30))
+    with server(data, "--fsync", "always", failpoints=f"write_short@{N}") as proc:
+        workload.setup(proc.url)
+        workload.start(proc.url)
+        assert workload.wait_acked(60, timeout=30)
+        assert proc.proc is not None and proc.proc.poll() is None
+        workload.stop()
+        assert proc.stop() == 0, proc.text()
+        assert "injected short write on write call" in proc.text()
+    assert not workload.errors() and workload.refused == 0
+    recovered_and_checked(data, workload)
