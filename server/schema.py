@@ -54,10 +54,26 @@ def _type_name(value: object) -> str:
             dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
 
 
+# Ids already seen valid, raw text -> trimmed interned form. Channel ids and uids follow the same
+# rules (only their error codes differ), so one cache serves both; it makes the id checks of a
+# 10 000-entry check_batch dict lookups instead of regex scans. Bounded: cleared when full.
+_VALID_IDS: dict[str, str] = {}
+_VALID_IDS_MAX: Final = 100_000
+
+
+def _remember(raw: str, clean: str) -> str:
+    if len(_VALID_IDS) >= _VALID_IDS_MAX:
+        _VALID_IDS.clear()
+    _VALID_IDS[raw] = clean
+    return clean
+
+
 def check_channel_id(value: object, name: str = "channel_id") -> str:
+    if type(value) is str and (hit := _VALID_IDS.get(value)) is not None:
+        return hit
     if not isinstance(value, str):
         raise BadRequest(f"{name} must be a string, got {_type_name(value)}", "field_type")
-    value = value.strip()
+    raw, value = value, value.strip()
     if not value:
         raise BadRequest(f"{name} cannot be empty", "channel_id_empty")
     if _BAD_ID_CHARS.search(value):
@@ -72,10 +88,12 @@ def check_channel_id(value: object, name: str = "channel_id") -> str:
             f"{name} cannot be longer than {MAX_ID_LEN} characters (got {len(value)})",
             "channel_id_too_long",
         )
-    return sys.intern(value)
+    return _remember(raw, sys.intern(value))
 
 
 def check_uid(value: object, name: str) -> str:
+    if type(value) is str and (hit := _VALID_IDS.get(value)) is not None:
+        return hit
     if not isinstance(value, str):
         raise BadRequest(f"{name} must be a string, got {_type_name(value)}", "uid_invalid")
     uid = value.strip()
@@ -85,7 +103,7 @@ def check_uid(value: object, name: str) -> str:
             f"control characters",
             "uid_invalid",
         )
-    return sys.intern(uid)
+    return _remember(value, sys.intern(uid))
 
 
 def check_uids(value: object, name: str, max_uids: int) -> list[str]:
@@ -96,7 +114,12 @@ def check_uids(value: object, name: str, max_uids: int) -> list[str]:
         # Counted before de-duplication so a huge body is refused before any per-item work.
         raise BadRequest(f"{name} has {len(value)} entries; at most {max_uids} per request",
                          "too_many_uids")
-    return list(dict.fromkeys(check_uid(v, f"{name}[{i}]") for i, v in enumerate(value)))
+    cache = _VALID_IDS
+    uids = [cache.get(v) if type(v) is str else None for v in value]
+    for i, uid in enumerate(uids):
+        if uid is None:  # not seen before (or not a string): the full check, naming the index
+            uids[i] = check_uid(value[i], f"{name}[{i}]")
+    return list(dict.fromkeys(uids))  # type: ignore[arg-type]
 
 
 def check_channel_type(value: object, name: str = "channel_type") -> int:
@@ -142,6 +165,30 @@ def check_one(data: Mapping[str, Any], prefix: str = "") -> tuple[str, str, int]
     )
 
 
+def check_many(items: list[Any], name: str) -> list[tuple[str, str, int]]:
+    """``check_one`` for each item of a check_batch, with a fast path for ids seen before.
+
+    A batch of 10 000 checks is mostly repeated, already-validated ids: two dict lookups and a
+    type test per item. Anything else (new id, wrong type, missing key, not an object) takes the
+    full ``check_one``, which names the item's index in its error and fills the cache.
+    """
+    cache = _VALID_IDS
+    out: list[tuple[str, str, int]] = []
+    append = out.append
+    for i, item in enumerate(items):
+        try:
+            checked = (cache[item["from_uid"]], cache[item["channel_id"]], item["channel_type"])
+        except (KeyError, TypeError, IndexError):
+            append(check_one(item, f"{name}[{i}]."))
+            continue
+        t = checked[2]
+        if type(t) is int and 1 <= t <= 255:
+            append(checked)
+        else:
+            append(check_one(item, f"{name}[{i}]."))
+    return out
+
+
 def parse(fields: Sequence[Field], data: object, limits: Limits) -> dict[str, Any]:
     """Validate ``data`` (a decoded JSON body or a query mapping) against ``fields``."""
     if not isinstance(data, Mapping):
@@ -180,7 +227,7 @@ def parse(fields: Sequence[Field], data: object, limits: Limits) -> dict[str, An
                     f"{f.name} has {len(value)} entries; at most {limits.max_checks} per request",
                     "too_many_checks",
                 )
-            out[f.name] = [check_one(c, f"{f.name}[{i}].") for i, c in enumerate(value)]
+            out[f.name] = check_many(value, f.name)
         else:  # pragma: no cover - the Kind literal is exhaustive
             raise AssertionError(kind)
     return out
