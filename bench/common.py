@@ -15,9 +15,11 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 Record = dict[str, Any]
@@ -45,6 +47,23 @@ def mem_total_gib() -> float:
     return 0.0
 
 
+def source_version() -> dict[str, Any]:
+    """The commit measured, and whether server/ or wal/ had uncommitted edits at the time (the
+    servers run from the work tree, so such edits are part of what was measured)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                  timeout=10, check=False).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "server", "wal",
+                                        "bench").splitlines()]
+    return {"commit": git("rev-parse", "--short", "HEAD"), "dirty": dirty}
+
+
 def machine() -> dict[str, Any]:
     """Facts that decide whether two records are comparable (and how noisy this one was)."""
     try:
@@ -64,6 +83,7 @@ def machine() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "loadavg_at_start": [round(x, 2) for x in load],
+        "source": source_version(),
     }
 
 

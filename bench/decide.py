@@ -117,6 +117,7 @@ def run(shape: Shape, checks: int, quick: bool) -> Record:
     rnd = measure(state, random_work(state, shape, checks), overhead)
     rec["results"]["hot"] = hot
     rec["results"]["random"] = rnd
+    gc.unfreeze()  # leave the collector as we found it (the smoke test runs this in-process)
     rec["notes"].append("gc.freeze() after generating; fresh (unhashed) strings per check")
     return rec
 

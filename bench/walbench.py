@@ -5,9 +5,9 @@
    acknowledgements per second, flushed batches, records per batch (group commit), fsyncs and
    their mean time. Each run gets a fresh data dir.
 2. **replay**: ``records`` realistic mutation records (half ``wl_set`` of 2 uids, half ``sub_add``
-   of 10) are written with ``--fsync none``, then ``wal.recover`` reads them back, once applying
-   to a fresh ``State`` (the server's restart path) and once with a no-op apply (framing, CRC and
-   msgpack alone).
+   of 10) are written with ``--fsync none``, then ``wal.recover`` reads them back: applying to a
+   fresh ``State`` (the server's restart path), the same with the cyclic GC off (to show its
+   share), and with a no-op apply (framing, CRC and msgpack alone).
 3. **snapshot**: the generated state (1M channels x 10 members by default) is snapshotted through
    ``WriteAheadLog.snapshot(lsn, state.snapshot_chunks())`` while a trio task sleeps 1 ms in a
    loop and records how late it wakes: the worst lateness is the longest the event loop was
@@ -99,8 +99,11 @@ async def _write_records(data_dir: Path, count: int) -> float:
     return time.perf_counter() - t0
 
 
-def _replay(data_dir: Path, apply: bool) -> dict[str, float]:
+def _replay(data_dir: Path, apply: bool, gc_off: bool = False) -> dict[str, float]:
     state = State()
+    was = gc.isenabled()
+    if gc_off:
+        gc.disable()
 
     def apply_record(lsn: int, obj: object) -> None:
         state.apply(obj)  # type: ignore[arg-type]
@@ -108,8 +111,12 @@ def _replay(data_dir: Path, apply: bool) -> dict[str, float]:
     def ignore(lsn: int, obj: object) -> None:
         pass
 
-    report = recover(data_dir, load_snapshot_chunk=state.load_chunk,
-                     apply_record=apply_record if apply else ignore, log=lambda m: None)
+    try:
+        report = recover(data_dir, load_snapshot_chunk=state.load_chunk,
+                         apply_record=apply_record if apply else ignore, log=lambda m: None)
+    finally:
+        if was:
+            gc.enable()
     return {
         "records": report.records_replayed,
         "seconds": report.elapsed_s,
@@ -226,6 +233,9 @@ def run(shape: Shape, records: int, seconds: float, policies: list[FsyncPolicy],
         res["write_unsynced_records_per_s"] = records / write_s
         res["replay_bytes"] = sum(p.stat().st_size for p in (replay_dir / "wal").glob("*.wal"))
         res["replay_apply"] = _replay(replay_dir, apply=True)
+        gc.collect()
+        res["replay_apply_gc_off"] = _replay(replay_dir, apply=True, gc_off=True)
+        gc.collect()
         res["replay_no_apply"] = _replay(replay_dir, apply=False)
         shutil.rmtree(replay_dir)
 
@@ -260,8 +270,10 @@ def print_table(rec: Record, out: Any = None) -> None:
           ("fsync", "writers", "acks/s", "records/batch", "batches", "fsyncs", "fsync ms"),
           rows, out)
     ra, rn = r["replay_apply"], r["replay_no_apply"]
+    rg = r.get("replay_apply_gc_off", ra)
     rows = [
         ("replay with State.apply", ra["records"], ra["seconds"], ra["records_per_s"]),
+        ("replay with State.apply, GC off", rg["records"], rg["seconds"], rg["records_per_s"]),
         ("replay, no-op apply (frame+CRC+msgpack)", rn["records"], rn["seconds"],
          rn["records_per_s"]),
     ]

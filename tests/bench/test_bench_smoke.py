@@ -1,0 +1,69 @@
+"""Smoke test of the benchmark harness at tiny sizes: the JSON records have the keys the
+RESULTS.md reading relies on, and the figures are positive. Never a timing assertion: benchmarks
+do not gate CI (DESIGN §5)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from bench.cli import main
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def check_common(rec: dict[str, Any], bench: str) -> None:
+    assert rec["bench"] == bench
+    assert not rec.get("error")
+    for key in ("cpu", "cores", "python"):
+        assert rec["machine"][key]
+    assert rec["machine"]["cores"] >= 1
+
+
+def test_decide_record(capsys: pytest.CaptureFixture[str]) -> None:
+    rec = run_json(capsys, "decide", "--channels", "300", "--members", "3", "--checks", "2000")
+    check_common(rec, "decide")
+    res = rec["results"]
+    assert res["state_channels"] > 0
+    assert res["memberships"] > 0
+    for pattern in ("hot", "random"):
+        figures = res[pattern]
+        for key in ("median_ns", "p90_ns", "p99_ns", "max_ns"):
+            assert figures[key] >= 0  # timer overhead is subtracted, so 0 is possible
+        assert figures["mean_ns"] > 0
+        assert figures["checks_per_s"] > 0
+
+
+def test_memory_record(capsys: pytest.CaptureFixture[str]) -> None:
+    rec = run_json(capsys, "memory", "--channels", "2000", "--members", "5")
+    check_common(rec, "memory")
+    res = rec["results"]
+    assert res["memberships"] > 0
+    assert res["rss_after_bytes"] > res["rss_before_bytes"] > 0
+    for key in ("bytes_per_membership", "bytes_per_subscriber", "bytes_per_channel"):
+        assert res[key] > 0
+
+
+def test_wal_record(capsys: pytest.CaptureFixture[str]) -> None:
+    rec = run_json(capsys, "wal", "--channels", "300", "--members", "3", "--records", "400",
+                   "--seconds", "0.05", "--writers", "1,4", "--policies", "none")
+    check_common(rec, "wal")
+    res = rec["results"]
+    for writers in ("1", "4"):
+        append = res["appends"]["none"][writers]
+        assert append["acks_per_s"] > 0
+        assert append["records_per_batch"] >= 1
+    assert res["replay_apply"]["records"] == 400
+    assert res["replay_apply"]["records_per_s"] > 0
+    for variant in ("gc_on", "gc_frozen"):
+        snap = res["snapshot"][variant]
+        assert snap["seconds"] > 0
+        assert snap["bytes"] > 0
+        assert snap["max_lag_ms"] >= 0
+    assert res["restart"]["channels"] > 0
+    assert res["restart"]["seconds"] > 0
