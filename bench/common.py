@@ -55,13 +55,13 @@ def source_version() -> dict[str, Any]:
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                                  timeout=10, check=False).stdout.strip()
+                                  timeout=10, check=False).stdout
         except (OSError, subprocess.SubprocessError):
             return ""
 
     dirty = [line[3:] for line in git("status", "--porcelain", "--", "server", "wal",
-                                        "bench").splitlines()]
-    return {"commit": git("rev-parse", "--short", "HEAD"), "dirty": dirty}
+                                        "bench").splitlines() if line.strip()]
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "dirty": dirty}
 
 
 def machine() -> dict[str, Any]:
