@@ -33,6 +33,9 @@ OK_BODY = b'{"status":"ok"}'
 
 #: Paths that never need the manager token.
 OPEN_PATHS = frozenset({"/health"})
+#: The RongCloud-compatible routes: signature auth, not the token (server/routes/rongcloud.py).
+SIGNED_PATHS = frozenset({"/user/subscribe/set.json", "/user/subscribe/query.json",
+                          "/user/subscribe/followers.json", "/user/checkOnline.json"})
 
 _HTTP_CODES = {
     400: "invalid_request",
@@ -97,9 +100,9 @@ async def read_json() -> Any:
 
 def route_families() -> tuple[Any, ...]:
     """The route modules; each has ``register(app, api)`` and ``DOCS`` (its RouteDoc list)."""
-    from server.routes import admin, channels, permission, tmpchannel, users
+    from server.routes import admin, channels, permission, presence, rongcloud, tmpchannel, users
 
-    return (channels, tmpchannel, users, permission, admin)
+    return (channels, tmpchannel, users, permission, presence, rongcloud, admin)
 
 
 def route_docs() -> list[RouteDoc]:
@@ -117,7 +120,7 @@ def create_app(roster: Roster) -> QuartTrio:
 
         @app.before_request
         async def require_token() -> Response | None:
-            if request.path in OPEN_PATHS:
+            if request.path in OPEN_PATHS or request.path in SIGNED_PATHS:
                 return None
             given = request.headers.get("token", "").encode()
             # Constant-time: the comparison must not leak how much of the token matched.

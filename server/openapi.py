@@ -33,6 +33,8 @@ _ERROR_TEXT = {
     413: "body larger than max_body_bytes",
     415: "body is not JSON",
     503: "the write-ahead log cannot be written; the server is stopping",
+    401: "RongCloud signature refused: 1001 unknown App-Key, 1004 bad, stale or replayed signature",
+    429: "RongCloud rate limit (1008)",
 }
 
 
@@ -50,6 +52,8 @@ class RouteDoc:
     tag: str = "channels"
     content_type: str = "application/json"
     response_type: str = "application/json"
+    #: the error body, when not the JSON API's envelope (the RongCloud routes answer {"code"})
+    error_schema: dict[str, Any] | None = None
 
 
 def _operation(doc: RouteDoc) -> dict[str, Any]:
@@ -73,7 +77,7 @@ def _operation(doc: RouteDoc) -> dict[str, Any]:
     for status in doc.errors:
         responses[str(status)] = {
             "description": _ERROR_TEXT.get(status, "error"),
-            "content": {"application/json": {"schema": ERROR}},
+            "content": {"application/json": {"schema": doc.error_schema or ERROR}},
         }
     op["responses"] = responses
     return op

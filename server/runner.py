@@ -130,6 +130,7 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
             await nursery.start(wal.run)
             nursery.start_soon(roster.snapshot_loop)
             nursery.start_soon(roster.purge_loop)
+            nursery.start_soon(roster.webhook_loop)
             nursery.start_soon(_stop_on_signal, stop)
             try:
                 async with trio.open_nursery() as web:
@@ -141,6 +142,7 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
                     log.info("listening", extra={"addresses": addrs, "lsn": last_lsn})
                     task_status.started(addrs)
                     await stop.wait()
+                    roster.events.close()  # end the /events streams: they would never drain
                     # hypercorn has stopped accepting. It would also close idle keep-alive
                     # connections, but under quart-trio its idle task is cancelled with each
                     # request's nursery, so it would sit out the whole graceful timeout instead.

@@ -16,7 +16,10 @@ import trio
 
 from server.config import Settings
 from server.errors import Unavailable
+from server.events import EventHub
+from server.presence import StatusNote
 from server.state import State
+from server.webhook import WebhookSender
 from wal import LogFailedError, SnapshotInfo, WriteAheadLog
 
 log = logging.getLogger("roster")
@@ -49,21 +52,46 @@ class Roster:
         self.snapshots_taken = 0
         #: extra /metrics collectors (callables yielding prometheus Metric families), e.g. presence
         self.metric_sources: list[Callable[[], Iterable[Any]]] = []
+        #: presence events: staged at apply, published once durable (server/events.py)
+        self.events = EventHub(settings.events_retained, start_lsn=wal.last_lsn)
+        self.webhook: WebhookSender | None = None
+        if settings.webhook_url:
+            self.webhook = WebhookSender(settings.webhook_url, settings.rc_app_key,
+                                         settings.rc_app_secret)
+            self.events.listeners.append(self.webhook.offer)
 
-    async def commit(self, ops: Sequence[Sequence[Any]]) -> int:
-        """Log and apply ``ops`` as one atomic record; return its LSN once it is durable."""
-        batch = (self.now_ms(), ops)
+    async def commit(self, ops: Sequence[Sequence[Any]], now_ms: int | None = None) -> int:
+        """Log and apply ``ops`` as one atomic record; return its LSN once it is durable.
+
+        ``now_ms`` is the batch's time when the caller decided on it (a route that checked
+        expiries at that instant); by default the clock is read here. Presence events the batch
+        causes are published once it is durable (server/events.py).
+        """
+        batch = (self.now_ms() if now_ms is None else now_ms, ops)
         try:
             lsn = self.wal.submit(batch)
         except LogFailedError as exc:
             raise _unavailable(exc) from None
-        self.state.apply(batch)
+        notes: list[StatusNote] = []
+        presence = self.state.presence
+        presence.notes = notes
+        try:
+            self.state.apply(batch)
+        finally:
+            presence.notes = None
+        self.events.stage(lsn, notes)
         if self.wal.bytes_since_snapshot >= self.settings.snapshot_bytes:
             self._snapshot_wanted.set()
         try:
-            await self.wal.wait_durable(lsn)
+            if notes:
+                # A caller cancelled now (its client went away) must still publish the events.
+                with trio.CancelScope(shield=True):
+                    await self.wal.wait_durable(lsn)
+            else:
+                await self.wal.wait_durable(lsn)
         except LogFailedError as exc:
             raise _unavailable(exc) from None
+        self.events.release(self.wal.acked_lsn)
         return lsn
 
     async def snapshot(self) -> SnapshotInfo:
@@ -87,7 +115,7 @@ class Roster:
                 await self.snapshot()
 
     async def purge_loop(self) -> None:
-        """Remove expired temporary channels; each purge is logged like any mutation."""
+        """Remove expired temporary channels and subscriptions; each purge is logged."""
         while True:
             await trio.sleep(self.settings.purge_interval_s)
             try:
@@ -96,8 +124,19 @@ class Roster:
                 return  # the log failed; the runner is already stopping the process
 
     async def purge_expired(self) -> int:
-        expired = self.state.expired_temp_channels(self.now_ms())
-        if expired:
-            await self.commit([("tmp_expire", cid) for cid in expired])
-            log.info("purged %d expired temporary channels", len(expired))
-        return len(expired)
+        now = self.now_ms()
+        expired = self.state.expired_temp_channels(now)
+        subs = self.state.presence.expired_subscriptions(now)
+        ops: list[tuple[Any, ...]] = [("tmp_expire", cid) for cid in expired]
+        if subs:
+            ops.append(("ps_expire", [list(s) for s in subs]))
+        if ops:
+            await self.commit(ops, now_ms=now)
+            log.info("purged %d expired temporary channels and %d expired subscriptions",
+                     len(expired), len(subs))
+        return len(expired) + len(subs)
+
+    async def webhook_loop(self) -> None:
+        """Deliver presence webhooks until cancelled (returns at once if none is configured)."""
+        if self.webhook is not None:
+            await self.webhook.run()
