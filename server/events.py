@@ -31,7 +31,8 @@ Slow consumers
 Streams hold no buffer of their own: each is a position in the shared ring, so publishing never
 waits for a reader and costs the same with one stream or a thousand. A stream more than
 ``max_lag`` events behind (half the ring by default, so that it can still resume) is cut off: the
-hub cancels it and its response ends at its next wait or write. (hypercorn shields the socket
+hub cancels it and its response ends at its next wait or write. A resumed stream's backlog does
+not count toward that: it is read from the ring for as long as the ring still holds it. (hypercorn shields the socket
 write itself; a client that stops reading altogether is reaped by the server's read timeout.)
 
 Long streams
@@ -175,7 +176,7 @@ class EventHub:
         self._new.set()
         self._new = trio.Event()
         for stream in list(self._streams):
-            if self._next_pos - stream.pos > self.max_lag:
+            if stream.lag() > self.max_lag:
                 stream.cut()
 
     # -- reading -----------------------------------------------------------------------------
@@ -252,6 +253,9 @@ class EventStream(ResponseBody):
                  max_seconds: float = MAX_STREAM_S) -> None:
         self.hub = hub
         self.pos = pos
+        #: events published before the stream opened (a resume's backlog) are read from the
+        #: ring while they last; only what arrives later can make the stream "too slow"
+        self._live_from = hub._next_pos
         self._first = first
         self._scope = trio.CancelScope()
         self.was_cut = False
@@ -287,7 +291,7 @@ class EventStream(ResponseBody):
                 self._ending = True
                 return b": stream ends; reconnect with Last-Event-ID\n\n"
             events = hub.read(self.pos, CHUNK_EVENTS)
-            if events is None or hub._next_pos - self.pos > hub.max_lag:
+            if events is None or self.lag() > hub.max_lag:
                 self.cut()
                 break
             if events:
@@ -298,6 +302,10 @@ class EventStream(ResponseBody):
             if waited.cancelled_caught and left > HEARTBEAT_S:
                 return b": keep-alive\n\n"
         raise StopAsyncIteration
+
+    def lag(self) -> int:
+        """Events published since the stream opened that it has not sent yet."""
+        return self.hub._next_pos - max(self.pos, self._live_from)
 
     def cut(self) -> None:
         """Too far behind: end the response now (the client resumes with Last-Event-ID)."""

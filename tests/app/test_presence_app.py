@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from server.events import EventHub, EventStream
-from server.presence import STATUS
+from server.presence import STATUS, StatusNote
 from server.runner import recover_state
 from server.service import Roster
 from tests.app.conftest import NOW, Clock, InProcess, in_process
@@ -263,3 +263,19 @@ async def test_closing_the_hub_ends_waiting_streams(autojump_clock: trio.abc.Clo
         hub.close()
         with trio.fail_after(1):
             await ended.wait()
+
+
+async def test_a_resumed_backlog_does_not_count_as_lag(autojump_clock: trio.abc.Clock) -> None:
+    hub = EventHub(8, start_lsn=0)  # max_lag 4
+    for lsn in range(1, 7):
+        hub.stage(lsn, [StatusNote(f"u{lsn}", True, (0,), lsn, (), "flip")])
+        hub.release(lsn)
+    stream = hub.stream("1", current_lsn=6)  # a backlog of 5 events
+    got = b""
+    async with stream:
+        async for chunk in stream:
+            got += chunk
+            if b"id: 6\n" in got:
+                break
+    assert got.count(b"event: presence") == 5 and not stream.was_cut
+    assert hub.streams_cut == 0
