@@ -31,6 +31,7 @@ from wal.tools import (
     EXIT_NOT_A_DATA_DIR,
     EXIT_REFUSED,
     EXIT_REPAIRABLE,
+    format_inspection,
     inspect,
     repair,
     to_json,
@@ -255,7 +256,7 @@ def test_repair_refuses_while_the_lock_is_held(tmp_path: Path,
         code, text = cli(capsys, "repair", "--data-dir", str(tmp_path))
         assert code == EXIT_REFUSED and "refusing" in text and "locked" in text
         ins = inspect(tmp_path)
-        assert ins.locked_by is not None and "locked by pid" in wal_cli.tools.format_inspection(ins)
+        assert ins.locked_by is not None and "locked by pid" in format_inspection(ins)
     assert second.read_bytes().endswith(b"\x01")  # untouched
     assert inspect(tmp_path).locked_by is None
 
