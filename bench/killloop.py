@@ -241,6 +241,7 @@ class Settled:
 
 class Workload:
     def __init__(self, writers: int = 4, seed: int = 0) -> None:
+        self.seed = seed
         self.writers = [Writer(i, seed) for i in range(writers)]
         self.rng = random.Random(seed)
         self._threads: list[threading.Thread] = []
@@ -371,13 +372,14 @@ class Workload:
                             f"(acked {w.acked}, in flight {w.pending}); acknowledged but "
                             f"missing: {lost}; present but never acknowledged: {extra}")
         if problems:
-            raise Violation("\n".join(problems), lost_total)
+            raise Violation(f"(workload seed {self.seed})\n" + "\n".join(problems), lost_total)
         expected = self.expected()
         if observed != expected:
             diff = sorted(set(observed) ^ set(expected)) or [
                 f"{c}.{a}" for c in expected for a in expected[c]
                 if observed[c].get(a) != expected[c][a]]
-            raise Violation(f"whole state differs from the writers' views at {diff[:10]}")
+            raise Violation(f"whole state differs from the writers' views at {diff[:10]} "
+                            f"(workload seed {self.seed})")
         settled.acked_checked = self.acked
 
     def settle_offline(self, data_dir: Path) -> Settled:
@@ -407,7 +409,8 @@ class Workload:
         if observed != expected:
             bad = [f"{ch}.{a}" for ch in expected for a in expected[ch]
                    if observed[ch].get(a) != expected[ch][a]]
-            raise Violation(f"the restarted server's state differs at {bad[:10]}")
+            raise Violation(f"the restarted server's state differs at {bad[:10]} "
+                            f"(workload seed {self.seed})")
 
 
 def observe_state(state: State) -> Observed:
