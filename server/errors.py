@@ -17,7 +17,9 @@ sentence; the app turns it into ``{"status": <http status>, "msg": ..., "code": 
     ├── PayloadTooLarge (413)       body_too_large
     ├── UnsupportedMediaType (415)  not_json
     └── Unavailable (503)           log_unavailable (the write-ahead log failed; the server is
-                                    stopping and nothing un-logged was acknowledged)
+                                    stopping and nothing un-logged was acknowledged),
+                                    snapshot_failed (the snapshot file could not be written;
+                                    the log is intact and the server keeps serving)
 
 A 500 is always a bug: the app logs it and answers ``internal_error``.
 """

@@ -20,7 +20,7 @@ from server.events import EventHub
 from server.presence import StatusNote
 from server.state import State
 from server.webhook import WebhookSender
-from wal import LogFailedError, SnapshotInfo, WriteAheadLog
+from wal import LogFailedError, SnapshotError, SnapshotInfo, WriteAheadLog
 
 log = logging.getLogger("roster")
 
@@ -99,7 +99,18 @@ class Roster:
         async with self._snapshot_lock:
             # LSN and the copy of the top-level dict are taken in one synchronous step.
             lsn = self.wal.last_lsn
-            info = await self.wal.snapshot(lsn, self.state.snapshot_chunks())
+            try:
+                info = await self.wal.snapshot(lsn, self.state.snapshot_chunks())
+            except LogFailedError as exc:
+                # The log failed while the snapshot waited for it: the same fail-stop as a
+                # request (the runner is already stopping); never a 500.
+                raise _unavailable(exc) from None
+            except (OSError, SnapshotError) as exc:
+                # Only the snapshot file failed (e.g. disk full): the log is intact and still
+                # the truth, so keep serving; the next threshold crossing tries again.
+                log.error("snapshot at lsn %d failed: %r", lsn, exc)
+                raise Unavailable(f"the snapshot could not be written ({exc})",
+                                  "snapshot_failed") from None
         self.last_snapshot = info
         self.last_snapshot_at = time.monotonic()
         self.snapshots_taken += 1
@@ -112,7 +123,11 @@ class Roster:
             await self._snapshot_wanted.wait()
             self._snapshot_wanted = trio.Event()
             if self.wal.bytes_since_snapshot >= self.settings.snapshot_bytes:
-                await self.snapshot()
+                try:
+                    await self.snapshot()
+                except Unavailable as exc:
+                    if exc.code == "log_unavailable":
+                        return  # the log failed; the runner is already stopping the process
 
     async def purge_loop(self) -> None:
         """Remove expired temporary channels and subscriptions; each purge is logged."""

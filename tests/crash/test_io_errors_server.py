@@ -74,8 +74,6 @@ def test_one_short_write_is_retried_not_fatal(tmp_path: Path) -> None:
 SNAPSHOT_FAILS = "fsync_eio@2"
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: Roster.snapshot lets LogFailedError out, so "
-                   "POST /admin/snapshot answers 500 internal_error instead of 503")
 def test_admin_snapshot_during_a_log_failure_is_503(tmp_path: Path) -> None:
     with server(tmp_path / "data", "--fsync", "none", failpoints=SNAPSHOT_FAILS) as proc:
         workload = Workload(1, 0)
@@ -85,9 +83,6 @@ def test_admin_snapshot_during_a_log_failure_is_503(tmp_path: Path) -> None:
         assert (r.status_code, r.json().get("code")) == (503, "log_unavailable"), r.text
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: Roster.snapshot_loop lets LogFailedError "
-                   "escape into the runner's nursery: the process dies with an ExceptionGroup "
-                   "traceback instead of the orderly fail-stop")
 def test_size_triggered_snapshot_during_a_log_failure_is_an_orderly_stop(tmp_path: Path) -> None:
     with server(tmp_path / "data", "--fsync", "none", "--snapshot-bytes", "50",
                 failpoints=SNAPSHOT_FAILS) as proc:
