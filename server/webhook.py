@@ -123,6 +123,9 @@ class WebhookSender:
             return
         import httpx  # only a server with a webhook needs the client
 
+        # httpx logs every request's URL at INFO: here that URL carries the signature.
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         async with httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False) as client:
 
             async def post(url: str, body: bytes) -> int:

@@ -310,6 +310,11 @@ def test_webhook_is_signed_rongcloud_format_and_retried_until_delivered(
         report(api, u, 0, device_flag=1)
         wait_until(lambda: len(receiver.delivered()) == 2, timeout=20, what="offline item")
         assert receiver.delivered()[1]["status"] == "1"
+        # the failures were logged, the secret and the signatures never
+        log = proc.text()
+        assert "receiver answered HTTP 503" in log
+        assert SECRET not in log and "signature=" not in log
+        assert not any(query["signature"] in log for query, _, _ in receiver.calls)
 
 
 def test_a_dead_webhook_receiver_never_delays_presence_reports(tmp_path: Path) -> None:

@@ -346,3 +346,19 @@ def test_beyond_the_rate_limit_is_1008_per_route(tmp_path: Path) -> None:
         assert rc.post(QUERY, {"userId": "u"}).json()["code"] == 200
         # a bad signature is refused before it could use up the budget
         assert code_of(rc.post(QUERY, {"userId": "u"}, signature="0" * 40), 401) == 1004
+
+
+def test_secrets_and_signatures_never_reach_the_log(tmp_path: Path) -> None:
+    with running(tmp_path / "data", "--rc-app-key", KEY, "--rc-app-secret", SECRET,
+                 "--access-log", "--log-level", "DEBUG") as proc, client_for(proc.url) as http:
+        rc = RcClient(http, sdk=True)
+        sent = []
+        for signature in (None, "0" * 40):
+            headers = rc.headers(signature=signature)
+            sent.append(headers["RC-Signature"])
+            rc.post(SET, {"userId": "me", "subUserIds": "t", "opType": 0, "expiry": 60},
+                    headers=headers)
+        proc.stop()
+        log = proc.text()
+    assert "/user/subscribe/set.json" in log  # the access log did run
+    assert SECRET not in log and not any(s in log for s in sent)
