@@ -32,8 +32,9 @@ Streams hold no buffer of their own: each is a position in the shared ring, so p
 waits for a reader and costs the same with one stream or a thousand. A stream more than
 ``max_lag`` events behind (half the ring by default, so that it can still resume) is cut off: the
 hub cancels it and its response ends at its next wait or write. A resumed stream's backlog does
-not count toward that: it is read from the ring for as long as the ring still holds it. (hypercorn shields the socket
-write itself; a client that stops reading altogether is reaped by the server's read timeout.)
+not count toward that: it is read from the ring for as long as the ring still holds it.
+(hypercorn shields the socket write itself; a client that stops reading altogether is reaped by
+the server's read timeout.)
 
 Long streams
 ------------

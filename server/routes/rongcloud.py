@@ -18,6 +18,7 @@ Where to look: limits are decided by ``Presence.plan_subscribe`` (pure), the wri
 from __future__ import annotations
 
 import bisect
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -60,6 +61,8 @@ SET, QUERY, FOLLOWERS, CHECK_ONLINE = (
 assert frozenset({SET, QUERY, FOLLOWERS, CHECK_ONLINE}) == SIGNED_PATHS
 
 _INT = re.compile(r"-?\d{1,12}")
+
+log = logging.getLogger("roster")
 
 Form = dict[str, str]
 Answer = tuple[dict[str, Any], int]
@@ -182,6 +185,10 @@ def register(app: QuartTrio, api: Api) -> None:
         # so the cache never needs more than every route's limit for the whole window.
         cache = ReplayCache(max(10_000, len(SIGNED_PATHS) * settings.rc_rate_limit * 601))
         verifier = Verifier(settings.rc_app_key, settings.rc_app_secret, cache)
+    elif settings.token or not settings.is_loopback():
+        # They never take the manager token, so without a key they are open to anyone.
+        log.warning("the RongCloud routes (/user/subscribe/*.json, /user/checkOnline.json) "
+                    "accept unsigned requests: set --rc-app-key and --rc-app-secret")
 
     def signed(path: str, handler: Callable[[Form], Awaitable[Answer]]) -> None:
         async def view() -> Response:
