@@ -8,7 +8,8 @@ sentence; the app turns it into ``{"status": <http status>, "msg": ..., "code": 
     │                               flag_invalid, value_out_of_range, channel_id_empty,
     │                               channel_id_too_long, channel_id_special_char,
     │                               channel_type_invalid, uid_invalid, uids_empty,
-    │                               too_many_uids, too_many_checks,
+    │                               too_many_uids, too_many_checks, events_empty,
+    │                               too_many_events,
     │                               person_channel_unsupported, temp_subscriber_unsupported,
     │                               temp_channel_unsupported
     ├── Forbidden (403)             no_permission

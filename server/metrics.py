@@ -78,6 +78,32 @@ class _LiveCollector(Collector):
             members.add_metric([kind], counts[kind])
         yield members
         yield gauge("roster_system_uids", "system accounts", counts["system_uids"])
+        presence = r.state.presence
+        yield gauge("roster_online_users", "users with at least one online device",
+                    presence.online_users())
+        yield gauge("roster_subscriptions", "status subscriptions held (expired ones until purged)",
+                    presence.records)
+        hub = r.events
+        yield counter("roster_events_published", "presence events published", hub.published)
+        yield gauge("roster_event_streams", "open /events streams", hub.streams_open)
+        yield counter("roster_event_streams_cut", "/events streams cut off for falling behind",
+                      hub.streams_cut)
+        yield counter("roster_event_stream_resets", "/events resumes answered with reset",
+                      hub.resets)
+        hook = r.webhook
+        if hook is not None:
+            yield gauge("roster_webhook_queue", "webhook items waiting", len(hook.queue))
+            yield counter("roster_webhook_enqueued", "webhook items queued", hook.enqueued)
+            yield counter("roster_webhook_delivered", "webhook items acknowledged by the receiver",
+                          hook.delivered)
+            yield counter("roster_webhook_attempts", "webhook POSTs tried", hook.attempts)
+            yield counter("roster_webhook_failed_attempts", "webhook POSTs that failed",
+                          hook.failed_attempts)
+            dropped = CounterMetricFamily("roster_webhook_dropped", "webhook items given up",
+                                          labels=["reason"])
+            dropped.add_metric(["queue_full"], hook.dropped_queue_full)
+            dropped.add_metric(["gave_up"], hook.dropped_gave_up)
+            yield dropped
         for extra in r.metric_sources:
             yield from extra()
 

@@ -54,6 +54,9 @@ def test_metrics_move_under_load(client: httpx.Client) -> None:
     assert delta("roster_channels") >= sent
     assert delta("roster_memberships", list="subscribers") >= 2 * sent
     assert _sample(text, "roster_wal_durable_lsn") == client.get("/health").json()["lsn"]
+    for name in ("roster_online_users", "roster_subscriptions", "roster_events_published_total",
+                 "roster_event_streams"):
+        assert _sample(text, name) >= 0
 
 
 def test_metrics_and_docs_follow_the_token_rule(shared_server: ServerProcess) -> None:
