@@ -41,13 +41,12 @@ def test_flusher_failpoints(tmp_path: Path, point: str) -> None:
     assert workload.acked >= AT_BATCH - 1 - (3 + WRITERS)  # one batch holds >= 1 record
     settled = recovered_and_checked(data, workload)
     assert settled.acked_checked == workload.acked
-    if point == "before_write":
-        # The batch was never written: whatever was in flight is gone.
-        assert settled.in_flight_present == 0, (seed, settled)
-    else:
+    if point == "after_write_before_fsync":
         # Written but not fsynced when the process died: the page cache kept it, so requests
         # never acknowledged are in the log. Allowed ("may or may not"), and here expected.
         assert settled.in_flight_present + settled.in_flight_either >= 1, (seed, settled)
+    # (Under before_write an in-flight request may be present too: its batch was durable, but
+    # the flusher reached the next batch's failpoint before the response went out.)
 
 
 def _snapshot(url: str) -> int:
@@ -96,8 +95,12 @@ def test_snapshot_failpoints(tmp_path: Path, point: str) -> None:
         # Nothing was deleted; the next snapshot's retention finishes the job.
         assert segments_before[0] == 1
         with server(data, "--fsync", "always") as proc:
+            workload.start(proc.url)  # a few more records, so the next snapshot is a new one
+            assert workload.wait_acked(10, timeout=30)
+            workload.stop()
             third = _snapshot(proc.url)
             assert proc.stop() == 0
+        assert third > on_disk[1]
         assert [s.lsn for s in list_snapshots(data)] == [on_disk[1], third]
         assert all(s.first_lsn > first for s in list_segments(data))
         recovered_and_checked(data, workload)
