@@ -75,7 +75,7 @@ def timer_overhead_ns(samples: int = 200_000) -> float:
 
 def measure(state: State, work: Work, overhead: float) -> dict[str, float]:
     clock = time.perf_counter_ns
-    lat = []
+    lat: list[int] = []
     append = lat.append
     for u, c, t in work:
         t0 = clock()

@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hypercorn.trio
 import trio
@@ -118,7 +118,8 @@ async def serve(state: State, port: int) -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(on_signal)
-        addrs = await nursery.start(partial(hypercorn.trio.serve, make_app(state), config,
+        app = cast(Any, make_app(state))  # our plain dict scopes vs hypercorn's TypedDicts
+        addrs = await nursery.start(partial(hypercorn.trio.serve, app, config,
                                             shutdown_trigger=stop.wait))
         print(f"floor: listening on {' '.join(addrs)}", flush=True)
         await stop.wait()

@@ -85,13 +85,11 @@ def run(shape: Shape, client: str, duration: float, rounds: int, quick: bool) ->
         gc.collect()
 
         servers: dict[str, procs.Child] = {}
-        for name, make in (
-            ("none", lambda d: procs.roster(d, "none", root / "roster-none.log")),
-            ("always", lambda d: procs.roster(d, "always", root / "roster-always.log")),
-            ("floor", lambda d: procs.floor(d, root / "floor.log")),
-        ):
+        for name in ("none", "always", "floor"):
             log(f"http: starting {name} (recovers the snapshot)")
-            child = make(procs.copy_data_dir(template, root / f"data-{name}"))
+            data = procs.copy_data_dir(template, root / f"data-{name}")
+            child = (procs.floor(data, root / "floor.log") if name == "floor"
+                     else procs.roster(data, name, root / f"roster-{name}.log"))
             children.append(child)
             child.start()
             servers[name] = child

@@ -268,7 +268,7 @@ def run(shape: Shape, records: int, seconds: float, policies: list[FsyncPolicy],
 
 def print_table(rec: Record, out: Any = None) -> None:
     r = rec["results"]
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for policy, by_writers in r["appends"].items():
         for writers, a in by_writers.items():
             rows.append((policy, int(writers), a["acks_per_s"], a["records_per_batch"],
@@ -309,9 +309,11 @@ def main(args: Any) -> Record:
     seconds = args.seconds or (0.5 if quick else 3.0)
     policies: list[FsyncPolicy] = []
     for p in args.policies.split(","):
-        if p.strip() not in ("always", "interval", "none"):
+        policy = p.strip()
+        if policy == "always" or policy == "interval" or policy == "none":
+            policies.append(policy)
+        else:
             raise SystemExit(f"unknown fsync policy {p!r}")
-        policies.append(p.strip())  # type: ignore[arg-type]
     writer_counts = [int(w) for w in args.writers.split(",") if w.strip()]
     return run(Shape(channels=channels, members=args.members), records, seconds, policies,
                writer_counts, quick)

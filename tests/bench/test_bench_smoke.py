@@ -82,3 +82,17 @@ def test_proposed_snapshot_chunks_load_to_the_same_state() -> None:
     for chunk in key_copy_snapshot_chunks(state, rows_per_chunk=64):
         proposed.load_chunk(chunk)
     assert proposed.as_plain() == today.as_plain() == state.as_plain()
+
+
+def test_uid_table_snapshot_prototype_loads_to_the_same_state() -> None:
+    from bench.gen import Shape, generate
+    from bench.proposals import UidTableLoader, uid_table_chunks
+    from server.state import State
+
+    state = generate(Shape(channels=700, members=4, users=300))
+    loaded = State()
+    loader = UidTableLoader(loaded)
+    for chunk in uid_table_chunks(state, rows_per_chunk=64, uids_per_chunk=50):
+        loader.load_chunk(chunk)
+    assert loaded.as_plain() == state.as_plain()
+    assert loaded.counts() == state.counts()
