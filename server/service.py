@@ -7,6 +7,7 @@ record is durable under the fsync policy before the caller acknowledges anything
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -112,6 +113,8 @@ class Roster:
                 raise Unavailable(f"the snapshot could not be written ({exc})",
                                   "snapshot_failed") from None
         self.last_snapshot = info
+        # What the snapshot just walked is long-lived state: keep full collections off it.
+        gc.freeze()
         self.last_snapshot_at = time.monotonic()
         self.snapshots_taken += 1
         log.info("snapshot at lsn %d: %d bytes in %.3f s", info.lsn, info.bytes, info.seconds)
