@@ -13,10 +13,8 @@
    loop and records how late it wakes: the worst lateness is the longest the event loop was
    blocked, i.e. the longest a request would have waited. The synchronous
    ``state.snapshot_chunks()`` call is inside the measured window, as it is in the server. First
-   as the server runs today (cyclic GC on, state in the oldest generation), then again after
-   ``gc.freeze()`` to show how much of the lag is the collector, then (still frozen) with the
-   chunk generator proposed in RESULTS.md (``bench/proposals.py``: copy keys, not items; 500
-   rows per chunk).
+   with the cyclic GC tracking the state, then again after ``gc.freeze()`` (what the server
+   does after recovery and after each snapshot) to show how much of the lag is the collector.
 4. **restart**: ``wal.recover`` of that snapshot (plus the few records after it) into a fresh
    ``State``, the start-up path of ``roster serve``; then again with the GC disabled during the
    load, to show its share.
@@ -36,7 +34,6 @@ import trio.lowlevel
 
 from bench.common import Record, Stopwatch, log, new_record, percentile, table
 from bench.gen import Shape, generate, memberships
-from bench.proposals import key_copy_snapshot_chunks
 from server.state import GROUP, State
 from wal import FsyncPolicy, WriteAheadLog, recover
 
@@ -162,15 +159,14 @@ class LagMonitor:
 
 
 async def _snapshot(data_dir: Path, state: State) -> dict[str, Any]:
-    """Three snapshots of ``state`` under the monitor: GC as today, after gc.freeze(), and
-    frozen with the proposed chunk generator."""
+    """Two snapshots of ``state`` under the monitor: GC tracking the state, then frozen."""
     out: dict[str, Any] = {}
     log_ = WriteAheadLog(data_dir, next_lsn=1, fsync="always")
     async with trio.open_nursery() as nursery:
         await nursery.start(log_.run)
         for i in range(100):
             await log_.wait_durable(log_.submit(_batch(i)))
-        for variant in ("gc_on", "gc_frozen", "proposal"):
+        for variant in ("gc_on", "gc_frozen"):
             if variant == "gc_frozen":
                 gc.freeze()
             monitor = LagMonitor()
@@ -179,10 +175,7 @@ async def _snapshot(data_dir: Path, state: State) -> dict[str, Any]:
                 await trio.sleep(0.05)
                 t0 = time.perf_counter()
                 lsn = log_.last_lsn
-                # synchronous, as in Roster.snapshot; "proposal" is the prototype RESULTS.md
-                # proposes (key copy, 500-row chunks; still with the state frozen)
-                chunks = (key_copy_snapshot_chunks(state) if variant == "proposal"
-                          else state.snapshot_chunks())
+                chunks = state.snapshot_chunks()  # synchronous, as in Roster.snapshot
                 copy_s = time.perf_counter() - t0
                 info = await log_.snapshot(lsn, chunks)
                 total_s = time.perf_counter() - t0

@@ -24,7 +24,7 @@ import orjson
 
 from server.errors import ApiError, BadRequest, Forbidden, PayloadTooLarge, UnsupportedMediaType
 from server.permission import REASON_NAMES, SUCCESS, decide
-from server.schema import Limits, check_one, parse
+from server.schema import Field, Limits, check_one, parse
 from server.service import Roster
 
 log = logging.getLogger("roster")
@@ -37,6 +37,27 @@ _ANSWER = {
     for code, name in REASON_NAMES.items()
 }
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+
+CHECK = (
+    Field("from_uid", "uid", required=True),
+    Field("channel_id", "channel_id", required=True),
+    Field("channel_type", "channel_type", required=True),
+)
+CHECK_BATCH = (Field("checks", "checks", required=True, doc="at most 10 000 checks"),)
+
+
+def answer_check(roster: Roster, data: Any) -> bytes:
+    """The body of a /permission/check answer (or raise ``BadRequest``)."""
+    from_uid, channel_id, channel_type = check_one(data)
+    return _ANSWER[decide(roster.state, from_uid, channel_id, channel_type, roster.now_ms())]
+
+
+def answer_batch(roster: Roster, limits: Limits, data: Any) -> bytes:
+    """The body of a /permission/check_batch answer (or raise ``BadRequest``)."""
+    checks = parse(CHECK_BATCH, data, limits)["checks"]
+    state, now, answer = roster.state, roster.now_ms(), _ANSWER
+    return b'{"results":[' + b",".join(
+        [answer[decide(state, u, c, t, now)] for u, c, t in checks]) + b"]}"
 
 
 def decode_json(raw: bytes, mimetype: str | None) -> Any:
@@ -69,23 +90,9 @@ class FastPath:
         self.token = settings.token.encode() if settings.token else None
         self.max_body = settings.max_body_bytes
         self.routes: dict[str, Callable[[Any], bytes]] = {
-            "/permission/check": self._check,
-            "/permission/check_batch": self._check_batch,
+            "/permission/check": lambda data: answer_check(roster, data),
+            "/permission/check_batch": lambda data: answer_batch(roster, limits, data),
         }
-
-    def _check(self, data: Any) -> bytes:
-        from_uid, channel_id, channel_type = check_one(data)
-        return _ANSWER[decide(self.roster.state, from_uid, channel_id, channel_type,
-                              self.roster.now_ms())]
-
-    def _check_batch(self, data: Any) -> bytes:
-        from server.routes.permission import CHECK_BATCH
-
-        checks = parse(CHECK_BATCH, data, self.limits)["checks"]
-        state, now = self.roster.state, self.roster.now_ms()
-        answer = _ANSWER
-        return b'{"results":[' + b",".join(
-            [answer[decide(state, u, c, t, now)] for u, c, t in checks]) + b"]}"
 
     def wrap(self, app: ASGIApp) -> ASGIApp:
         routes = self.routes

@@ -1,6 +1,9 @@
 """``/permission/check`` and ``/permission/check_batch`` (SPEC §5): the read hot path.
 
-The decision itself is ``server.permission.decide``; this module only validates and answers.
+Served over HTTP by ``server/fastpath.py`` before quart sees the request; the quart routes here
+give the same answers through the same functions (``answer_check``/``answer_batch``) for quart's
+own test client, route table (405 on other methods) and the OpenAPI document. The decision itself
+is ``server.permission.decide``.
 """
 
 from __future__ import annotations
@@ -8,17 +11,10 @@ from __future__ import annotations
 from quart import Response
 from quart_trio import QuartTrio
 
-from server.app import Api, json_response, read_json
+from server.app import Api, read_json
+from server.fastpath import CHECK, CHECK_BATCH, answer_batch, answer_check
 from server.openapi import RouteDoc
-from server.permission import REASON_NAMES, SUCCESS, decide
-from server.schema import Field, check_one, parse
-
-CHECK = (
-    Field("from_uid", "uid", required=True),
-    Field("channel_id", "channel_id", required=True),
-    Field("channel_type", "channel_type", required=True),
-)
-CHECK_BATCH = (Field("checks", "checks", required=True, doc="at most 10 000 checks"),)
+from server.permission import REASON_NAMES
 
 RESULT = {
     "type": "object", "required": ["allowed", "reason", "reason_name"],
@@ -35,25 +31,16 @@ DOCS = [
              (400, 403, 413, 415), tag="permission"),
 ]
 
-# Answers are a handful of fixed dicts: build them once.
-_ANSWERS = {code: {"allowed": code == SUCCESS, "reason": code, "reason_name": name}
-            for code, name in REASON_NAMES.items()}
-
-
 def register(app: QuartTrio, api: Api) -> None:
     roster = api.roster
-    state = roster.state
+
+    def json_bytes(body: bytes) -> Response:
+        return Response(body, status=200, content_type="application/json")
 
     @app.post("/permission/check")
     async def permission_check() -> Response:
-        from_uid, channel_id, channel_type = check_one(await read_json())
-        return json_response(_ANSWERS[decide(state, from_uid, channel_id, channel_type,
-                                             roster.now_ms())])
+        return json_bytes(answer_check(roster, await read_json()))
 
     @app.post("/permission/check_batch")
     async def permission_check_batch() -> Response:
-        checks = parse(CHECK_BATCH, await read_json(), api.limits)["checks"]
-        now = roster.now_ms()
-        return json_response(
-            {"results": [_ANSWERS[decide(state, u, c, t, now)] for u, c, t in checks]}
-        )
+        return json_bytes(answer_batch(roster, api.limits, await read_json()))
