@@ -1,5 +1,5 @@
-"""Presence events (SPEC §6, DESIGN §4): staged at apply, published once durable, kept in a
-bounded ring, streamed as Server-Sent Events.
+"""Presence events: staged at apply, published once durable, kept in a bounded ring, streamed as
+Server-Sent Events (docs/architecture.md, "Presence events").
 
 The way of an event
 -------------------

@@ -1,4 +1,4 @@
-"""Presence and status subscriptions (SPEC §6): the pure part, composed into ``State``.
+"""Presence and status subscriptions: the pure part, composed into ``State``.
 
 Design notes
 ------------
@@ -173,7 +173,7 @@ class Presence:
 
     def plan_subscribe(self, subscriber: str, targets: Sequence[str], sub_type: int,
                        now_ms: int, max_per_user: int, max_followers: int) -> SubscribePlan:
-        """Decide a subscribe request against the limits (SPEC §6), before any op is built.
+        """Decide a subscribe request against the limits, before any op is built.
 
         A live subscription being renewed never counts again. A target whose live subscribers
         already number ``max_followers`` is refused (the others go ahead); if the subscriber

@@ -1,4 +1,5 @@
-"""RongCloud request signatures, nonce replay cache and per-route rate limit (SPEC §6).
+"""RongCloud request signatures, nonce replay cache and per-route rate limit
+(docs/compatibility.md, "From RongCloud").
 
 Pure and synchronous: every check takes the current time as an argument, so it is tested
 without a clock. ``server/routes/rongcloud.py`` applies them to the signed routes and

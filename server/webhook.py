@@ -1,4 +1,4 @@
-"""RongCloud-format presence webhook (SPEC §6): batched, signed, retried, never in the way.
+"""RongCloud-format presence webhook: batched, signed, retried, never in the way.
 
 The event hub hands every published run of events to :meth:`WebhookSender.offer`, which only
 appends status flips to a bounded queue (synchronously: a mutation never waits for the webhook).

@@ -1,4 +1,5 @@
-"""Roster's write-ahead log: framing, segments, group commit, snapshots, recovery (DESIGN §3).
+"""Roster's write-ahead log: framing, segments, group commit, snapshots, recovery
+(docs/architecture.md, "The write-ahead log").
 
 Typical use (what ``server/runner.py`` does)::
 

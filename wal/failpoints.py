@@ -1,4 +1,5 @@
-"""Named crash points and injected I/O errors for the crash-safety tests (DESIGN §5).
+"""Named crash points and injected I/O errors for the crash-safety tests
+(docs/architecture.md, "How we test").
 
 ``ROSTER_FAILPOINTS`` is a comma-separated list of ``name`` or ``name@N`` (N >= 1; ``name`` is
 ``name@1``). The same name may appear several times with different N. The environment is read

@@ -1,6 +1,6 @@
 """The running log: synchronous submit, one flusher task, group commit, fail-stop.
 
-How a record travels (DESIGN §2-3)::
+How a record travels (docs/architecture.md, "A mutation's way through")::
 
     submit(obj)           pack + frame, append to the *pending* batch, return its LSN (no await,
                           so the caller can apply the same mutation in the same synchronous step)

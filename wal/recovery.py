@@ -1,4 +1,4 @@
-"""Rebuild state at start: newest valid snapshot, then the log after it (DESIGN §3).
+"""Rebuild state at start: newest valid snapshot, then the log after it.
 
 The rules, in the order they are applied:
 

@@ -8,7 +8,7 @@ File layout (framing.py)::
     RT_SNAP_TRAILER record, lsn field = chunk count; payload = <QI chunk count, crc32 of all
         chunk payloads>
 
-A snapshot is valid only with its trailer (DESIGN §3): a crash half-way leaves a file without one,
+A snapshot is valid only with its trailer: a crash half-way leaves a file without one,
 and the per-chunk indexes plus the running CRC catch reordered or missing chunks that each still
 check out on their own.
 """
@@ -222,7 +222,7 @@ def covered_segments(segments: list[SegmentFile], lsn: int) -> list[SegmentFile]
 def apply_retention(data_dir: Path, keep: int = KEEP_SNAPSHOTS) -> RetentionResult:
     """Keep the newest ``keep`` snapshots; delete older ones and the segments wholly covered by
     the *oldest kept* one, so that a damaged newest snapshot can still fall back to the older
-    snapshot plus the log without losing anything (DESIGN §3). Blocking: run it in a thread."""
+    snapshot plus the log without losing anything. Blocking: run it in a thread."""
     snapshots = list_snapshots(data_dir)
     old, kept = snapshots[:-keep], snapshots[-keep:]
     for snap in old:

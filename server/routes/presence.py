@@ -1,4 +1,4 @@
-"""How Roster learns presence, and how it tells (SPEC §6); JSON API, manager-token rule.
+"""How Roster learns presence, and how it tells; JSON API, manager-token rule.
 
 * ``POST /user/presence`` — one connection report from the gateway:
   ``{"uid", "device_flag": 0 app | 1 web | 2 pc, "online": 0|1, "session_id"?, "os"?,

@@ -1,4 +1,4 @@
-"""RongCloud-compatible status subscription routes (SPEC §6, seed 003).
+"""RongCloud-compatible status subscription routes (docs/compatibility.md, "From RongCloud").
 
 Unlike the WuKongIM routes these take ``application/x-www-form-urlencoded`` bodies and answer
 ``{"code": int, ...}`` as RongCloud does, and they authenticate by **signature**, never by the

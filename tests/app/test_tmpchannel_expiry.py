@@ -1,4 +1,4 @@
-"""Temporary channels expire on the clock (SPEC §3), tested with a hand-moved clock: no sleeps.
+"""Temporary channels expire on the clock, tested with a hand-moved clock: no sleeps.
 
 Over HTTP the minimum TTL is 60 s; here the Roster's clock is moved past it instead.
 """

@@ -1,6 +1,6 @@
 """Smoke test of the benchmark harness at tiny sizes: the JSON records have the keys the
 RESULTS.md reading relies on, and the figures are positive. Never a timing assertion: benchmarks
-do not gate CI (DESIGN §5)."""
+do not gate CI (docs/architecture.md, "How we test")."""
 
 from __future__ import annotations
 

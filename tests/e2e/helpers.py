@@ -1,6 +1,6 @@
 """Shared helpers of the end-to-end suite: they speak HTTP to a real ``roster serve`` only.
 
-Nothing here imports ``server``: the suite checks the contract of SPEC §1-5 from outside, so the
+Nothing here imports ``server``: the suite checks the HTTP contract from outside, so the
 reason names and error shapes are written down again here on purpose.
 """
 
@@ -19,13 +19,14 @@ from tests.conftest import TOKEN
 from tests.server_process import ServerProcess
 
 JSON_CT = "application/json"
-#: What ``curl -d`` sends when no ``-H 'Content-Type: …'`` is given (seed 001's short examples).
+#: What ``curl -d`` sends when no ``-H 'Content-Type: …'`` is given (as in WuKongIM's
+#: short examples of /channel/whitelist_set).
 CURL_FORM_CT = "application/x-www-form-urlencoded"
 MAX_ID = 64
 MAX_UIDS = 10_000
 MAX_BODY = 4 * 1024 * 1024
 
-#: WuKongIM reason codes of SPEC §5.
+#: WuKongIM's reason codes (docs/compatibility.md).
 REASONS = {
     1: "Success",
     3: "SubscriberNotExist",
@@ -47,7 +48,7 @@ def new_id(prefix: str = "x") -> str:
 
 
 def _no_server_errors(response: httpx.Response) -> None:
-    # SPEC §1: "A 500 is a bug." Nothing in this suite may ever see a 5xx.
+    # A 500 is a bug: nothing in this suite may ever see a 5xx.
     if response.status_code >= 500:
         response.read()
         req = response.request
@@ -136,7 +137,8 @@ def ok(c: httpx.Client, path: str, body: Any) -> None:
 
 def assert_error(r: httpx.Response, status: int, code: str | None = None, *,
                  names: str | None = None, msg: str | None = None) -> dict[str, Any]:
-    """The error envelope of SPEC §1, with the given status (and code / field name / message)."""
+    """The error envelope ``{status, msg, code}`` with the given status (and code / field name /
+    message)."""
     assert r.status_code == status, (
         f"{r.request.method} {r.request.url}: expected {status} {code}, got {r.status_code} "
         f"{r.text[:300]}"

@@ -1,4 +1,4 @@
-"""SPEC §2 channel routes: POST /channel, POST+GET /channel/info, /channel/delete, channel types."""
+"""Channel routes: POST /channel, POST+GET /channel/info, /channel/delete, channel types."""
 
 from __future__ import annotations
 

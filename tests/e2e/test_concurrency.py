@@ -1,4 +1,4 @@
-"""SPEC §1 atomicity seen from outside: concurrent requests on one channel each apply entirely
+"""Atomicity seen from outside: concurrent requests on one channel each apply entirely
 or not at all (a *_set is one step, never a clear followed by an add)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""State survives restarts (SPEC §1 atomicity/durability, §3 "temporary channels survive"):
+"""State survives restarts (every acknowledged write, temporary channels included):
 write through many routes, stop the server (SIGTERM → exit 0, or SIGKILL under --fsync always),
 start a new process on the same data directory and read everything back equal."""
 

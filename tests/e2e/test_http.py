@@ -1,5 +1,5 @@
-"""SPEC §1 HTTP conventions: JSON decoding, content types, body size, methods, unknown routes,
-the manager token and /health. Also: no request, however odd, is answered with a 5xx."""
+"""HTTP conventions of the JSON API: JSON decoding, content types, body size, methods, unknown
+routes, the manager token and /health. Also: no request, however odd, is answered with a 5xx."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from tests.e2e.helpers import (
 )
 from tests.server_process import ServerProcess
 
-# Every route of SPEC §1-5 with a body that would succeed (ids filled in per test).
+# Every WuKongIM-style JSON route with a body that would succeed (ids filled in per test).
 POST_ROUTES = [
     "/channel", "/channel/info", "/channel/delete", "/channel/subscriber_add",
     "/channel/subscriber_remove", "/channel/subscriber_remove_all",

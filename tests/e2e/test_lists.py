@@ -1,4 +1,4 @@
-"""SPEC §2 whitelist and blacklist routes (the two lists behave the same; one table drives both)."""
+"""Whitelist and blacklist routes (the two lists behave the same; one table drives both)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """A model check over HTTP: random sequences of channel writes against one group, compared after
-every step with a plain-Python model of SPEC §2 (sets, flags, "flags left out keep their value",
-empty lists refused) and of the group branch of SPEC §5 (the decision for every user)."""
+every step with a plain-Python model of the channel routes (sets, flags, "flags left out keep
+their value", empty lists refused) and of the permission decision's group branch (for every
+user)."""
 
 from __future__ import annotations
 

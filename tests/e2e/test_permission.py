@@ -1,4 +1,4 @@
-"""SPEC §5 over HTTP: every branch of the send-permission decision, and check_batch.
+"""The permission decision over HTTP: every branch of the send-permission decision, and check_batch.
 
 Each case is a list of HTTP writes with symbolic names ("G" the channel, "A".."D" users, "S" a
 system account, "R" a person-channel receiver) that the test maps to fresh ids, then one check.

@@ -1,5 +1,5 @@
-"""SPEC §6 against a real ``roster serve``: presence reports, the SSE event stream, the webhook,
-and subscriptions and presence across restarts."""
+"""Presence and status subscriptions against a real ``roster serve``: presence reports, the SSE
+event stream, the webhook, and subscriptions and presence across restarts."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ def test_idle_stop_exits_0_quickly(tmp_path: Path, sig: signal.Signals) -> None:
 
 
 def test_idle_keep_alive_connection_does_not_delay_sigterm(tmp_path: Path) -> None:
-    """A gateway's pooled connection that is idle is no in-flight request (SPEC §7): SIGTERM
+    """A gateway's pooled connection that is idle is no in-flight request: SIGTERM
     must not wait for the client to hang up (hypercorn's graceful_timeout is 10 s)."""
     with running(tmp_path / "data") as proc, client_for(proc.url, TOKEN) as c:
         ok(c, "/channel", {"channel_id": "g", "channel_type": 2})  # connection now idle, open

@@ -1,7 +1,8 @@
-"""SPEC §6 / seed 003 against a real ``roster serve``: the RongCloud-compatible signed routes.
+"""The RongCloud-compatible signed routes against a real ``roster serve``.
 
 A real signing client, both as the official SDKs sign (``RC-`` headers, millisecond timestamp)
-and as the documentation does (plain headers, seconds), and every error code of seed 003:
+and as the documentation does (plain headers, seconds), and every error code of RongCloud's
+documentation of /user/subscribe/set.json and of its signature rule:
 26001, 26021 (partial success), 26022, 1004, 1001 and 1008.
 """
 

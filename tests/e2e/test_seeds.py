@@ -1,6 +1,7 @@
-"""The seeds' example requests, sent verbatim to a server started the way the seeds assume: no
-manager token (the seeds send none). Seed 000 is /tmpchannel/subscriber_set; seeds 001 and 002 are
-/channel/whitelist_set on group123, whose status table lists 404 for a missing channel."""
+"""The example requests of WuKongIM's documentation, sent verbatim to a server started the way
+those pages assume: no manager token (they send none). SEED_000_* is from WuKongIM's page on
+/tmpchannel/subscriber_set; SEED_001_* and SEED_002_* from its two pages on /channel/whitelist_set
+(group123), whose status table lists 404 for a missing channel."""
 
 from __future__ import annotations
 
@@ -21,12 +22,13 @@ from tests.e2e.helpers import (
     subscribers,
 )
 
-# seed 000, the cURL example: the -d argument exactly as written
+# WuKongIM's documentation of /tmpchannel/subscriber_set, the cURL example: the -d argument
+# exactly as written
 SEED_000_CURL = """{
       "channel_id": "tmp_channel_123",
       "uids": ["user1", "user2", "user3"]
     }"""
-# seed 001, "设置白名单" / seed 002 (same request)
+# WuKongIM's documentation of /channel/whitelist_set, "设置白名单" (both versions of the page)
 SEED_001_SET = """{
       "channel_id": "group123",
       "channel_type": 2,
@@ -37,14 +39,14 @@ SEED_002_SET = """{
     "channel_type": 2,
     "uids": ["user1", "user2", "user3"]
   }"""
-# seed 001, "清空白名单"
+# WuKongIM's documentation of /channel/whitelist_set, "清空白名单"
 SEED_001_CLEAR = """{
       "channel_id": "group123",
       "channel_type": 2,
       "uids": []
     }"""
-# seed 001's usage section: `curl -X POST "/channel/whitelist_set" -d '...'` with no -H, so curl
-# sends Content-Type: application/x-www-form-urlencoded
+# the usage section of that page: `curl -X POST "/channel/whitelist_set" -d '...'` with no -H,
+# so curl sends Content-Type: application/x-www-form-urlencoded
 SEED_001_BATCH = """{
   "channel_id": "group123",
   "channel_type": 2,
@@ -64,7 +66,7 @@ SEED_001_RESET = """{
 
 @pytest.fixture(scope="module")
 def open_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """A fresh server without a manager token, as in the seeds' examples."""
+    """A fresh server without a manager token, as in WuKongIM's examples."""
     with serving(tmp_path_factory.mktemp("seeds") / "data", token=None) as (_, c):
         yield c
 
@@ -145,7 +147,7 @@ def test_seed_001_status_table_400_for_invalid_parameters(fresh_group123: httpx.
 
 
 def test_seed_001_person_channel_whitelist_set(open_client: httpx.Client) -> None:
-    # channel_type 1 is allowed by the seed; person channels exist implicitly (SPEC §2)
+    # channel_type 1 is allowed by WuKongIM's page; person channels exist implicitly
     assert_ok(open_client.post("/channel/whitelist_set",
                                json={"channel_id": "owner_seed001", "channel_type": 1,
                                      "uids": ["user1"]}))

@@ -1,4 +1,4 @@
-"""SPEC §2 subscriber routes: subscriber_add / _remove / _remove_all and GET with paging."""
+"""Subscriber routes: subscriber_add / _remove / _remove_all and GET with paging."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §4: /user/systemuids_add, /user/systemuids_remove, GET /user/systemuids."""
+"""System accounts: /user/systemuids_add, /user/systemuids_remove, GET /user/systemuids."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §3 (seed 000): POST /tmpchannel/subscriber_set — temporary channels (type 8)."""
+"""POST /tmpchannel/subscriber_set — temporary channels (type 8)."""
 
 from __future__ import annotations
 
@@ -98,7 +98,8 @@ def test_rejected_set_keeps_the_old_subscribers(api: httpx.Client, tid: str) -> 
     assert subscribers(api, tid, 8) == ["a"]
 
 
-# SPEC §3: validation order and messages (WuKongIM's sentences, in English).
+# Validation order and messages: WuKongIM's, from its documentation of
+# /tmpchannel/subscriber_set, in English.
 EMPTY = "channel_id cannot be empty"
 SPECIAL = "channel ID cannot contain special characters"
 NO_UIDS = "uids cannot be empty"

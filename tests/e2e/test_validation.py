@@ -1,4 +1,4 @@
-"""SPEC §1 validation, table-driven over every JSON route: status, ``code``, the field named, and
+"""Request validation, table-driven over every JSON route: status, ``code``, the field named, and
 that a rejected request changes nothing (the state is read back and compared)."""
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ T = TypeVar("T")
 SEGMENT_BYTES = 700  # small: rotations happen all the time
 CALL_TIMEOUT_S = 20.0
 
-# -- the model: plain dicts and sets, written from SPEC/state.py's rules independently --------
+# -- the model: plain dicts and sets, written from the documented rules independently --------
 
 LIST_ATTR = {"sub": "subscribers", "wl": "whitelist", "bl": "blacklist"}
 

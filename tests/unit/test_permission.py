@@ -1,4 +1,5 @@
-"""The permission decision of SPEC §5, one row per branch (table-driven, synchronous)."""
+"""The permission decision (``server/permission.py``), one row per branch (table-driven,
+synchronous)."""
 
 from __future__ import annotations
 

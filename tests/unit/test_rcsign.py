@@ -23,7 +23,8 @@ NOW_MS = 1_408_710_653_491
 
 
 def test_signature_is_lowercase_hex_sha1_of_secret_nonce_timestamp() -> None:
-    # The seed's example request (its secret is not published, so only the rule is checked).
+    # The example request of RongCloud's /user/subscribe/set.json page (its secret is not
+    # published, so only the rule is checked).
     expected = hashlib.sha1(b"secret-of-the-app143141408710653491").hexdigest()
     assert signature(SECRET, "14314", "1408710653491") == expected
     assert expected == expected.lower() and len(expected) == 40
