@@ -477,3 +477,20 @@ def test_encoded_replies_parse_as_resp() -> None:
     reader = hiredis.Reader()
     reader.feed(encode(value, resp3=True))
     assert reader.gets() == [1, b"a", b"\r\n", None, [True, 2.5], {b"k": [b"OK"]}]
+
+
+@settings(max_examples=200, deadline=None)
+@given(cmds=args_strategy)
+def test_property_fast_and_general_paths_agree(cmds: list[list[bytes]]) -> None:
+    # max_bulk below the cached header range turns the split-based fast path off.
+    wire = b"".join(mb(*c) for c in cmds) + b"PING\r\n" + mb(b"a\r\n", b"x" * 900) + mb(b"Z")
+    assert (
+        parse(wire)
+        == parse(wire, max_bulk=1000)
+        == [c for c in cmds if c]
+        + [
+            [b"PING"],
+            [b"a\r\n", b"x" * 900],
+            [b"Z"],
+        ]
+    )
