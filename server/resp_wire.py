@@ -63,6 +63,7 @@ __all__ = [
     "int_array",
     "integer",
     "nil",
+    "split_inline",
 ]
 
 # Longest inline command line (Redis PROTO_INLINE_MAX_SIZE).
