@@ -11,6 +11,8 @@ table on stderr; ``--out FILE`` also writes the JSON to FILE)::
              replay records/s, snapshot time and event-loop lag, restart (recover) time
     memory   RSS per membership of the generated state, in a fresh subprocess
     peer     the same workloads against a private redis-server (when installed), as Roster/Redis
+    resp     redis-benchmark against Roster's RESP port (CHECK, CHECKM, WL.SET) beside HTTP on
+             the same roster serve processes and a private redis-server, one run, as ratios
     all      everything above, in one run (peer reuses the http figures of that run)
 
 ``--quick`` shrinks every size so that each sub-command finishes in well under a minute.
@@ -73,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("peer", parents=[common], help="the same workloads against Redis")
     _http_options(p)
 
+    r = sub.add_parser("resp", parents=[common],
+                       help="RESP lane vs HTTP (same server) vs Redis, redis-benchmark")
+    _http_options(r)
+
     a = sub.add_parser("all", parents=[common], help="every sub-command, one run")
     _http_options(a)
     a.add_argument("--checks", type=_positive, default=0)
@@ -97,7 +103,7 @@ Printer = Callable[[Record, Any], None]
 
 
 _MODULES = {"decide": "bench.decide", "memory": "bench.memory", "wal": "bench.walbench",
-            "http": "bench.httpbench", "peer": "bench.peer"}
+            "http": "bench.httpbench", "peer": "bench.peer", "resp": "bench.respbench"}
 
 
 def _runner(name: str) -> tuple[Callable[[argparse.Namespace], Record], Printer]:
@@ -112,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     records: list[Record] = []
     if args.sub == "all":
         skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-        for name in ("decide", "memory", "wal", "http", "peer"):
+        for name in ("decide", "memory", "wal", "http", "peer", "resp"):
             if name in skip:
                 continue
             if name == "wal" and args.wal_seconds:

@@ -7,6 +7,11 @@ uid is in about ten channels and uid strings are shared, as they are in a real I
 channel (type 1) whose whitelist holds 2 uids. The same shape and seed give the same state in
 every process, so the bare-ASGI floor and Roster answer over the same data.
 
+``padded_ids=True`` names the same state ``g:000000000042`` / ``u:000000000042`` instead of
+``g42`` / ``u42``: the 12-digit form that redis-benchmark's ``__rand_int__`` expands to (and the
+Redis keys of ``bench/peer.py``), so redis-benchmark can hit random Roster ids (``bench resp``).
+The picks are the same either way; only the strings differ.
+
 Speed: ops are built in bulk (one ``random.choices`` call per batch of channels, then slices) and
 each batch is applied with one ``State.apply`` call. Batches bound the transient memory of the op
 lists, which matters when the memory benchmark reads RSS afterwards.
@@ -39,6 +44,7 @@ class Shape:
     blacklist_size: int = 2
     person_every: int = 100  # one user in this many has a person channel with a whitelist
     seed: int = 7
+    padded_ids: bool = False  # g:000000000042 / u:000000000042 instead of g42 / u42
 
     @property
     def user_count(self) -> int:
@@ -50,19 +56,20 @@ class Shape:
         return params
 
 
-def channel_id(i: int) -> str:
-    return f"g{i}"
+def channel_id(i: int, padded: bool = False) -> str:
+    return f"g:{i:012d}" if padded else f"g{i}"
 
 
-def uid(i: int) -> str:
-    return f"u{i}"
+def uid(i: int, padded: bool = False) -> str:
+    return f"u:{i:012d}" if padded else f"u{i}"
 
 
 def op_batches(shape: Shape, batch_channels: int = BATCH_CHANNELS) -> Iterator[list[Op]]:
     """The ops that build ``shape``, ``batch_channels`` group channels per list."""
     rng = random.Random(shape.seed)
     users = shape.user_count
-    pool = [uid(i) for i in range(users)]
+    padded = shape.padded_ids
+    pool = [uid(i, padded) for i in range(users)]
     per = shape.members
     for start in range(0, shape.channels, batch_channels):
         stop = min(shape.channels, start + batch_channels)
@@ -70,7 +77,7 @@ def op_batches(shape: Shape, batch_channels: int = BATCH_CHANNELS) -> Iterator[l
         ops: list[Op] = []
         append = ops.append
         for c in range(start, stop):
-            cid = channel_id(c)
+            cid = channel_id(c, padded)
             base = (c - start) * per
             append(("sub_add", cid, GROUP, picks[base : base + per]))
             if shape.whitelist_every and c % shape.whitelist_every == 0:

@@ -21,6 +21,7 @@ Roster is from a C in-memory store on this machine, not that the two do identica
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -28,6 +29,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,7 @@ def redis_available() -> bool:
     return all(shutil.which(t) for t in ("redis-server", "redis-cli", "redis-benchmark"))
 
 
-def _resp(*parts: str) -> bytes:
+def resp_command(*parts: str) -> bytes:
     out = [f"*{len(parts)}\r\n".encode()]
     for p in parts:
         b = p.encode()
@@ -62,21 +64,21 @@ def write_preload(shape: Shape, path: Path) -> int:
         for ops in op_batches(shape):
             buf = []
             for op in ops:
-                buf.append(_resp("SADD", _key(prefixes[op[0]], op[1]),
+                buf.append(resp_command("SADD", _key(prefixes[op[0]], op[1]),
                                  *(_key("u", u) for u in op[3])))
             f.write(b"".join(buf))
             n += len(buf)
     return n
 
 
-def _cli(port: int, *args: str) -> str:
+def redis_cli(port: int, *args: str) -> str:
     proc = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), *args],
                           capture_output=True, text=True, check=True)
     return proc.stdout
 
 
-def _benchmark(port: int, clients: int, requests: int, keyspace: int, command: list[str],
-               pipeline: int = 1) -> dict[str, float]:
+def benchmark(port: int, clients: int, requests: int, keyspace: int, command: list[str],
+              pipeline: int = 1) -> dict[str, float]:
     cmd = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(clients),
            "-n", str(requests), "-r", str(keyspace), "-P", str(pipeline), "--csv", *command]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -91,13 +93,16 @@ def _benchmark(port: int, clients: int, requests: int, keyspace: int, command: l
 def _timed(port: int, clients: int, keyspace: int, command: list[str], duration: float,
            pipeline: int = 1) -> dict[str, float]:
     """Pilot run to learn the rate, then a run sized to last about ``duration`` seconds."""
-    pilot = _benchmark(port, clients, max(clients * pipeline * 2, 300), keyspace, command,
-                       pipeline)
+    pilot = benchmark(port, clients, max(clients * pipeline * 2, 300), keyspace, command,
+                      pipeline)
     n = int(max(pilot["rps"] * duration, clients * pipeline * 4))
-    return _benchmark(port, clients, n, keyspace, command, pipeline)
+    return benchmark(port, clients, n, keyspace, command, pipeline)
 
 
-def measure_redis(shape: Shape, duration: float) -> dict[str, Any]:
+@contextlib.contextmanager
+def redis_server(shape: Shape) -> Iterator[tuple[int, dict[str, Any]]]:
+    """A private redis-server (free port, temp dir, AOF on, ``appendfsync no``) holding
+    ``shape``; yields its port and a dict with its version and preload figures; stopped after."""
     root = Path(tempfile.mkdtemp(prefix="roster-bench-redis-"))
     port = procs.free_port()
     server = procs.Child("redis-server", [
@@ -107,7 +112,8 @@ def measure_redis(shape: Shape, duration: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         server.start()
-        out["version"] = _cli(port, "INFO", "server").split("redis_version:")[1].split()[0]
+        info = redis_cli(port, "INFO", "server")
+        out["version"] = info.split("redis_version:")[1].split()[0]
         preload = root / "preload.resp"
         n = write_preload(shape, preload)
         t0 = time.perf_counter()
@@ -117,9 +123,17 @@ def measure_redis(shape: Shape, duration: float) -> dict[str, Any]:
         out["preload_commands"] = n
         out["preload_s"] = time.perf_counter() - t0
         preload.unlink()
-        info = _cli(port, "INFO", "memory")
+        info = redis_cli(port, "INFO", "memory")
         used = int(info.split("used_memory:")[1].split()[0])
         out["used_memory_bytes"] = used
+        yield port, out
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def measure_redis(shape: Shape, duration: float) -> dict[str, Any]:
+    with redis_server(shape) as (port, out):
         keyspace = shape.channels
         check = ["SISMEMBER", "g:__rand_int__", "u:__rand_int__"]
         log("peer: SISMEMBER x64")
@@ -128,13 +142,10 @@ def measure_redis(shape: Shape, duration: float) -> dict[str, Any]:
         out["check_pipelined_1000"] = _timed(port, 4, keyspace, check, duration, pipeline=1000)
         sadd = ["SADD", "wl:__rand_int__", "u:__rand_int__"]
         for policy in ("no", "always"):
-            _cli(port, "CONFIG", "SET", "appendfsync", policy)
+            redis_cli(port, "CONFIG", "SET", "appendfsync", policy)
             for clients in (1, 64):
                 log(f"peer: SADD appendfsync {policy} x{clients}")
                 out[f"sadd_{policy}_{clients}"] = _timed(port, clients, keyspace, sadd, duration)
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
     return out
 
 

@@ -90,10 +90,13 @@ class Child:
         self.stop()
 
 
+def roster_command(data_dir: Path, fsync: str) -> list[str]:
+    return [sys.executable, "-m", "server", "serve", "--data-dir", str(data_dir),
+            "--port", "0", "--fsync", fsync, "--log-level", "WARNING"]
+
+
 def roster(data_dir: Path, fsync: str, log_path: Path) -> Child:
-    return Child(f"roster (fsync {fsync})",
-                 [sys.executable, "-m", "server", "serve", "--data-dir", str(data_dir),
-                  "--port", "0", "--fsync", fsync, "--log-level", "WARNING"], log_path)
+    return Child(f"roster (fsync {fsync})", roster_command(data_dir, fsync), log_path)
 
 
 def floor(data_dir: Path, log_path: Path) -> Child:

@@ -5,6 +5,7 @@ do not gate CI (docs/architecture.md, "How we test")."""
 from __future__ import annotations
 
 import json
+import shutil
 from typing import Any
 
 import pytest
@@ -81,3 +82,41 @@ def test_uid_table_snapshot_prototype_loads_to_the_same_state() -> None:
         loader.load_chunk(chunk)
     assert loaded.as_plain() == state.as_plain()
     assert loaded.counts() == state.counts()
+
+
+RESP_ROWS = ("resp_check_1", "resp_check_64", "resp_check_64_hot", "resp_check_p100",
+             "resp_checkm_1000", "http_check_64", "http_check_batch_1000",
+             "resp_wl_set_always_64", "resp_wl_set_none_64", "http_whitelist_set_always_64")
+
+
+@pytest.mark.skipif(shutil.which("redis-benchmark") is None,
+                    reason="redis-benchmark not installed (apt-get install -y redis-server)")
+def test_resp_record(capsys: pytest.CaptureFixture[str]) -> None:
+    rec = run_json(capsys, "resp", "--quick", "--channels", "300", "--members", "3",
+                   "--duration", "0.2", "--client", "trio")
+    check_common(rec, "resp")
+    res = rec["results"]
+    assert res["tools"]["redis-benchmark"]
+    assert res["probe"]["agree"]
+    assert res["probe"]["check_member"] == 1
+    for name in ("none", "always"):
+        assert res["servers"][name]["resp_port"] > 0
+    rows = res["rows"]
+    for key in RESP_ROWS:
+        row = rows[key]
+        assert "error" not in row, row
+        assert row["rate"] > 0
+        assert row["access"] in ("random", "hot")
+    assert rows["resp_checkm_1000"]["unit"] == "checks/s"
+    ratios = res["ratios"]
+    for name in ("resp_check_64_over_http_check_64",
+                 "resp_wl_set_always_64_over_http_whitelist_set_always_64",
+                 "resp_wl_set_always_64_over_resp_wl_set_none_64",
+                 "resp_checkm_1000_over_http_check_batch_1000"):
+        assert ratios[name]["value"] > 0
+    if shutil.which("redis-server") and shutil.which("redis-cli"):
+        assert rows["redis_sismember_64"]["rate"] > 0
+        for name in ("resp_check_64_over_redis_sismember_64",
+                     "resp_check_p100_over_redis_sismember_p100"):
+            assert ratios[name]["value"] > 0
+            assert ratios[name]["goal"] > 0
