@@ -1,18 +1,20 @@
-"""The quart-trio application: error envelope, manager-token auth, and the route families.
+"""The quart-trio application, assembled: error handlers, the token rule, the route families,
+the ASGI fast path and the metrics middleware. It defines no route and no helper of its own;
+routes import what they share from ``server/http.py``, never from here.
 
-Routes live in ``server/routes/`` by family:
+Routes live in ``server/routes/`` by family, each a thin adapter over ``server/commands.py``:
 
 * ``channels.py``    — ``/channel*``: create/info/delete, subscribers, whitelist, blacklist
 * ``tmpchannel.py``  — ``/tmpchannel/subscriber_set``
 * ``users.py``       — ``/user/systemuids*``
 * ``permission.py``  — ``/permission/check`` and ``/permission/check_batch``
-* ``admin.py``       — ``/health``, ``/admin/snapshot``
+* ``presence.py``    — presence reports, ``/user/onlinestatus``, ``/events``
+* ``rongcloud.py``   — the signed RongCloud subscription routes
+* ``admin.py``       — ``/health``, ``/metrics``, ``/admin/snapshot``, ``/openapi.json``, ``/docs``
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 from typing import Any
 
@@ -21,22 +23,23 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from server.errors import ApiError
-from server.fastpath import FastPath, decode_json
+from server.fastpath import FastPath
+from server.http import (
+    INTERNAL_ERROR_BODY,
+    JSON,
+    OPEN_PATHS,
+    SIGNED_PATHS,
+    Api,
+    error_response,
+    forbidden,
+    json_response,
+    token_ok,
+)
 from server.metrics import Metrics
 from server.openapi import RouteDoc
-from server.schema import Field, Limits, parse, parse_query
 from server.service import Roster
 
 log = logging.getLogger("roster")
-
-_JSON = "application/json"
-OK_BODY = b'{"status":"ok"}'
-
-#: Paths that never need the manager token.
-OPEN_PATHS = frozenset({"/health"})
-#: The RongCloud-compatible routes: signature auth, not the token (server/routes/rongcloud.py).
-SIGNED_PATHS = frozenset({"/user/subscribe/set.json", "/user/subscribe/query.json",
-                          "/user/subscribe/followers.json", "/user/checkOnline.json"})
 
 _HTTP_CODES = {
     400: "invalid_request",
@@ -45,41 +48,6 @@ _HTTP_CODES = {
     413: "body_too_large",
     415: "not_json",
 }
-
-
-def json_response(data: Any, status: int = 200) -> Response:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return Response(body, status=status, content_type=_JSON)
-
-
-def ok() -> Response:
-    return Response(OK_BODY, status=200, content_type=_JSON)
-
-
-def error_response(err: ApiError) -> Response:
-    return json_response(err.body(), err.status)
-
-
-class Api:
-    """What the routes share: the service, the limits, and body/query parsing."""
-
-    def __init__(self, roster: Roster) -> None:
-        self.roster = roster
-        s = roster.settings
-        self.limits = Limits(max_uids=s.max_uids_per_request, max_checks=s.max_checks_per_request)
-
-    async def body(self, fields: tuple[Field, ...]) -> dict[str, Any]:
-        return parse(fields, await read_json(), self.limits)
-
-    def query(self, fields: tuple[Field, ...]) -> dict[str, Any]:
-        return parse_query(fields, request.args, self.limits)
-
-
-async def read_json() -> Any:
-    """The request body decoded as JSON (rules in ``fastpath.decode_json``)."""
-    raw = await request.get_data(cache=False, as_text=False)
-    assert isinstance(raw, bytes)  # as_text=False; quart's stub does not narrow it
-    return decode_json(raw, request.mimetype or None)
 
 
 def route_families() -> tuple[Any, ...]:
@@ -106,13 +74,8 @@ def create_app(roster: Roster) -> QuartTrio:
         async def require_token() -> Response | None:
             if request.path in OPEN_PATHS or request.path in SIGNED_PATHS:
                 return None
-            given = request.headers.get("token", "").encode()
-            # Constant-time: the comparison must not leak how much of the token matched.
-            if not hmac.compare_digest(given, token):
-                return json_response(
-                    {"status": 403, "msg": "no management permission", "code": "no_permission"},
-                    403,
-                )
+            if not token_ok(request.headers.get("token", "").encode(), token):
+                return error_response(forbidden())
             return None
 
     @app.after_request
@@ -150,11 +113,11 @@ def create_app(roster: Roster) -> QuartTrio:
     @app.errorhandler(Exception)
     async def unexpected(err: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return json_response(
-            {"status": 500, "msg": "internal error (this is a bug)", "code": "internal_error"}, 500
-        )
+        return Response(INTERNAL_ERROR_BODY, status=500, content_type=JSON)
 
     api = Api(roster)
+    # The Redis-protocol lane runs its commands in the same context (server/resp.py).
+    app.extensions["command_context"] = api.ctx
     for family in route_families():
         family.register(app, api)
     # Every family documents its routes next to them (server/openapi.py builds /openapi.json).
@@ -162,6 +125,6 @@ def create_app(roster: Roster) -> QuartTrio:
     metrics = app.extensions["metrics"] = Metrics(roster)
     metrics.routes = frozenset(rule.rule for rule in app.url_map.iter_rules())
     # The permission checks are answered before quart (server/fastpath.py); metrics see all.
-    fast = FastPath(roster, api.limits)
+    fast = FastPath(api.ctx)
     app.asgi_app = metrics.wrap(fast.wrap(app.asgi_app))  # type: ignore[method-assign, arg-type, assignment]
     return app

@@ -1,7 +1,8 @@
 """Every error the JSON API can answer with, in one place.
 
 Each is an ``ApiError`` carrying the HTTP status, a stable snake_case ``code`` and an English
-sentence; the app turns it into ``{"status": <http status>, "msg": ..., "code": ...}`` (SPEC §1).
+sentence; HTTP answers ``{"status": <http status>, "msg": ..., "code": ...}`` (``server/http.py``)
+and the Redis-protocol lane ``-ERR <code> <msg>`` (``server/resp.py``).
 
     ApiError
     ├── BadRequest (400)            invalid_json, invalid_body, field_missing, field_type,

@@ -1,4 +1,4 @@
-"""The send-permission decision (SPEC §5): may ``from_uid`` send to ``(channel_id, channel_type)``?
+"""The send-permission decision: may ``from_uid`` send to ``(channel_id, channel_type)``?
 
 This is the hot path. It is one function over the state's dicts and sets, first match wins, and it
 returns WuKongIM's reason code as a plain int (``REASON_NAMES`` maps it to a name). Order of the

@@ -1,8 +1,13 @@
 """The running service: state engine + write-ahead log + the tasks that keep them tidy.
 
-``Roster.commit`` is the one way a mutation happens (DESIGN §2): submit the batch to the log and
-apply it to the state in one synchronous step (so log order is apply order), then wait until the
-record is durable under the fsync policy before the caller acknowledges anything.
+``Roster.commit`` is the one way a mutation happens: check the ops, submit the batch to the log
+and apply it to the state in one synchronous step (so log order is apply order), then wait until
+the record is durable under the fsync policy before the caller acknowledges anything.
+
+The two halves are also available apart, for callers that pipeline: ``submit`` (synchronous:
+check, log, apply; returns a ``Ticket``) and ``settle`` (wait until durable, then publish the
+presence events). The RESP adapter submits every write of a pipelined chunk in order and settles
+once, so the chunk shares one group commit and its replies still go out only when durable.
 """
 
 from __future__ import annotations
@@ -11,13 +16,14 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import trio
 
 from server.config import Settings
 from server.errors import Unavailable
 from server.events import EventHub
+from server.ops import check_ops, ps_expire, tmp_expire
 from server.presence import StatusNote
 from server.state import State
 from server.webhook import WebhookSender
@@ -32,6 +38,14 @@ def wall_ms() -> int:
 
 def _unavailable(exc: BaseException) -> Unavailable:
     return Unavailable(f"the write-ahead log cannot be written ({exc}); the server is stopping")
+
+
+class Ticket(NamedTuple):
+    """A submitted record: what ``Roster.settle`` needs to wait for it."""
+
+    lsn: int
+    #: the record caused presence events (they are published once it is durable)
+    has_events: bool
 
 
 class Roster:
@@ -64,36 +78,44 @@ class Roster:
     async def commit(self, ops: Sequence[Sequence[Any]], now_ms: int | None = None) -> int:
         """Log and apply ``ops`` as one atomic record; return its LSN once it is durable.
 
-        ``now_ms`` is the batch's time when the caller decided on it (a route that checked
+        ``now_ms`` is the batch's time when the caller decided on it (a command that checked
         expiries at that instant); by default the clock is read here. Presence events the batch
         causes are published once it is durable (server/events.py).
         """
+        return await self.settle(self.submit(ops, now_ms))
+
+    def submit(self, ops: Sequence[Sequence[Any]], now_ms: int | None = None) -> Ticket:
+        """Check ``ops``, log them as one record and apply them, in one synchronous step.
+
+        Raises ``MalformedOpError`` (a bug: nothing is logged) or ``Unavailable`` (the log
+        failed). The caller must ``settle`` the ticket before acknowledging anything.
+        """
+        check_ops(ops)
         batch = (self.now_ms() if now_ms is None else now_ms, ops)
         try:
             lsn = self.wal.submit(batch)
         except LogFailedError as exc:
             raise _unavailable(exc) from None
         notes: list[StatusNote] = []
-        presence = self.state.presence
-        presence.notes = notes
-        try:
-            self.state.apply(batch)
-        finally:
-            presence.notes = None
+        self.state.apply(batch, notes)
         self.events.stage(lsn, notes)
         if self.wal.bytes_since_snapshot >= self.settings.snapshot_bytes:
             self._snapshot_wanted.set()
+        return Ticket(lsn, bool(notes))
+
+    async def settle(self, ticket: Ticket) -> int:
+        """Return ``ticket``'s LSN once it (and so every record before it) is durable."""
         try:
-            if notes:
+            if ticket.has_events:
                 # A caller cancelled now (its client went away) must still publish the events.
                 with trio.CancelScope(shield=True):
-                    await self.wal.wait_durable(lsn)
+                    await self.wal.wait_durable(ticket.lsn)
             else:
-                await self.wal.wait_durable(lsn)
+                await self.wal.wait_durable(ticket.lsn)
         except LogFailedError as exc:
             raise _unavailable(exc) from None
         self.events.release(self.wal.acked_lsn)
-        return lsn
+        return ticket.lsn
 
     async def snapshot(self) -> SnapshotInfo:
         """Write a snapshot now (one at a time; a second caller waits for the running one)."""
@@ -145,9 +167,9 @@ class Roster:
         now = self.now_ms()
         expired = self.state.expired_temp_channels(now)
         subs = self.state.presence.expired_subscriptions(now)
-        ops: list[tuple[Any, ...]] = [("tmp_expire", cid) for cid in expired]
+        ops = [tmp_expire(cid) for cid in expired]
         if subs:
-            ops.append(("ps_expire", [list(s) for s in subs]))
+            ops.append(ps_expire(subs))
         if ops:
             await self.commit(ops, now_ms=now)
             log.info("purged %d expired temporary channels and %d expired subscriptions",

@@ -4,15 +4,16 @@ Design notes
 ------------
 * **No I/O, no trio, no clock.** Time arrives as ``now_ms`` inside each mutation, so the engine
   is tested synchronously and a gateway can embed it (``State`` + ``apply`` + ``decide``).
-* **Mutations are ops**: small tuples such as ``("wl_set", channel_id, channel_type, [uids])``.
-  A request becomes one *batch* ``(now_ms, [op, ...])``; the server logs the batch as one WAL
-  record and applies it here in the same synchronous step, so log order is apply order.
+* **Mutations are ops**: small tuples such as ``("wl_set", channel_id, channel_type, [uids])``,
+  named and built in ``server/ops.py``. A request becomes one *batch* ``(now_ms, [op, ...])``;
+  the server logs the batch as one WAL record and applies it here in the same synchronous step,
+  so log order is apply order.
 * **Ops are blind writes** (set-add, discard, replace, put, pop). Applying a suffix of the log
   to a state that already contains part of that suffix gives the same result as applying it to
   the state before the suffix: that makes fuzzy snapshots (taken while writes continue) correct.
 * **apply never rejects.** Validation (does the channel exist, is the uid well formed) happens
-  in the routes *before* a batch is built; an op that finds no channel creates it, so replay can
-  never fail half-way through a record.
+  in the command layer (``server/commands.py``) *before* a batch is built; an op that finds no
+  channel creates it, so replay can never fail half-way through a record.
 * Memory: empty white/black lists share one frozenset; uids are interned so a uid that is in
   many sets is stored once.
 """
@@ -23,14 +24,14 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
+from server import ops as op_names
+from server.ops import FLAG_NAMES
 from server.presence import CHUNK_KINDS as PRESENCE_CHUNK_KINDS
-from server.presence import Presence
+from server.presence import Presence, StatusNote
 
 PERSON: Final = 1
 GROUP: Final = 2
 TEMP: Final = 8
-
-FLAG_NAMES: Final = ("ban", "disband", "send_ban", "allow_stranger", "large")
 
 ChannelKey = tuple[str, int]
 Batch = tuple[int, Sequence[Sequence[Any]]]
@@ -107,24 +108,19 @@ class State:
         self.system_uids: set[str] = {_intern(u) for u in system_uids}
         #: total members per list kind over all channels (what /metrics reports)
         self.sizes = {"subscribers": 0, "whitelist": 0, "blacklist": 0}
+        o = op_names
         self._ops: dict[str, Callable[..., None]] = {
-            "ch_put": self._ch_put,
-            "ch_del": self._ch_del,
-            "sub_add": self._list_op("subscribers", _add),
-            "sub_rm": self._list_op("subscribers", _discard),
-            "sub_set": self._list_op("subscribers", lambda _cur, uids: _replace(uids)),
-            "wl_add": self._list_op("whitelist", _add),
-            "wl_rm": self._list_op("whitelist", _discard),
-            "wl_set": self._list_op("whitelist", lambda _cur, uids: _replace(uids)),
-            "bl_add": self._list_op("blacklist", _add),
-            "bl_rm": self._list_op("blacklist", _discard),
-            "bl_set": self._list_op("blacklist", lambda _cur, uids: _replace(uids)),
-            "tmp_set": self._tmp_set,
-            "tmp_expire": self._tmp_expire,
-            "sys_add": self._sys_add,
-            "sys_rm": self._sys_rm,
+            o.CH_PUT: self._ch_put,
+            o.CH_DEL: self._ch_del,
+            o.TMP_SET: self._tmp_set,
+            o.TMP_EXPIRE: self._tmp_expire,
+            o.SYS_ADD: self._sys_add,
+            o.SYS_RM: self._sys_rm,
         }
-        #: subscriptions and online devices (SPEC §6); its ops share this table
+        changes = {"add": _add, "rm": _discard, "set": lambda _cur, uids: _replace(uids)}
+        for (which, change), name in o.LIST_OPS.items():
+            self._ops[name] = self._list_op(which, changes[change])
+        #: status subscriptions and online devices; its ops share this table
         self.presence = Presence()
         self._ops.update(self.presence.ops())
 
@@ -166,12 +162,25 @@ class State:
 
     # -- mutating ----------------------------------------------------------------------------
 
-    def apply(self, batch: Batch) -> None:
-        """Apply one logged batch ``(now_ms, ops)``. Never raises for ops built by the routes."""
+    def apply(self, batch: Batch, notes: list[StatusNote] | None = None) -> None:
+        """Apply one logged batch ``(now_ms, ops)``. Never raises for ops from ``server/ops.py``.
+
+        With ``notes``, every presence status flip the batch causes (and every new
+        subscription's first status) is appended to it, in the same step; replay passes none.
+        """
         now_ms, ops = batch
         table = self._ops
-        for op in ops:
-            table[op[0]](now_ms, *op[1:])
+        if notes is None:
+            for op in ops:
+                table[op[0]](now_ms, *op[1:])
+            return
+        presence = self.presence
+        presence.notes = notes
+        try:
+            for op in ops:
+                table[op[0]](now_ms, *op[1:])
+        finally:
+            presence.notes = None
 
     def validate_op(self, op: Sequence[Any]) -> bool:
         """True if ``op`` names a known operation (used when replaying a log from another build)."""

@@ -8,7 +8,7 @@ from typing import Any
 from quart import Response
 from quart_trio import QuartTrio
 
-from server.app import Api, json_response
+from server.http import Api, json_response
 from server.metrics import CONTENT_TYPE
 from server.openapi import RouteDoc, build, render_html
 

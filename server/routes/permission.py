@@ -1,4 +1,4 @@
-"""``/permission/check`` and ``/permission/check_batch`` (SPEC §5): the read hot path.
+"""``/permission/check`` and ``/permission/check_batch``: the read hot path.
 
 Served over HTTP by ``server/fastpath.py`` before quart sees the request; the quart routes here
 give the same answers through the same functions (``answer_check``/``answer_batch``) for quart's
@@ -11,8 +11,9 @@ from __future__ import annotations
 from quart import Response
 from quart_trio import QuartTrio
 
-from server.app import Api, read_json
-from server.fastpath import CHECK, CHECK_BATCH, answer_batch, answer_check
+from server.commands import CHECK, CHECK_BATCH
+from server.fastpath import answer_batch, answer_check
+from server.http import Api, read_json
 from server.openapi import RouteDoc
 from server.permission import REASON_NAMES
 
@@ -23,7 +24,8 @@ RESULT = {
                    "reason_name": {"type": "string", "enum": sorted(REASON_NAMES.values())}},
 }
 DOCS = [
-    RouteDoc("POST", "/permission/check", "may from_uid send to this channel? (SPEC §5)", CHECK,
+    RouteDoc("POST", "/permission/check",
+             "may from_uid send to this channel? (the rules: server/permission.py)", CHECK,
              RESULT, (400, 403, 413, 415), tag="permission"),
     RouteDoc("POST", "/permission/check_batch", "many checks in one call, answers in order",
              CHECK_BATCH, {"type": "object", "required": ["results"],
@@ -31,16 +33,15 @@ DOCS = [
              (400, 403, 413, 415), tag="permission"),
 ]
 
-def register(app: QuartTrio, api: Api) -> None:
-    roster = api.roster
 
+def register(app: QuartTrio, api: Api) -> None:
     def json_bytes(body: bytes) -> Response:
         return Response(body, status=200, content_type="application/json")
 
     @app.post("/permission/check")
     async def permission_check() -> Response:
-        return json_bytes(answer_check(roster, await read_json()))
+        return json_bytes(answer_check(api.ctx, await read_json()))
 
     @app.post("/permission/check_batch")
     async def permission_check_batch() -> Response:
-        return json_bytes(answer_batch(roster, api.limits, await read_json()))
+        return json_bytes(answer_batch(api.ctx, await read_json()))

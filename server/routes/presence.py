@@ -15,28 +15,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
-
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from server.app import Api, json_response, ok, read_json
-from server.errors import BadRequest
+from server import commands
+from server.http import Api, json_response, read_json
 from server.openapi import RouteDoc
-from server.schema import Field, Limits, check_uids, describe, parse
+from server.schema import describe
 
-REPORT = (
-    Field("uid", "uid", required=True),
-    Field("device_flag", "int", required=True, minimum=0, maximum=2,
-          doc="0 app, 1 web, 2 pc (WuKongIM's device flags)"),
-    Field("online", "flag", required=True, doc="1 connected, 0 disconnected"),
-)
-#: optional text of a report, passed on to the webhook (RongCloud's sessionId, os, clientIp)
-TEXT_FIELDS: Final = {"session_id": 128, "os": 32, "client_ip": 64}
-
-_REPORT_SCHEMA = describe(REPORT)
+_REPORT_SCHEMA = describe(commands.REPORT)
 _REPORT_SCHEMA["properties"].update(
-    {name: {"type": "string", "maxLength": size} for name, size in TEXT_FIELDS.items()})
+    {name: {"type": "string", "maxLength": size} for name, size in commands.REPORT_TEXT.items()})
 _BATCH_SCHEMA = {"type": "object", "required": ["events"],
                  "properties": {"events": {"type": "array", "items": _REPORT_SCHEMA,
                                            "minItems": 1}}}
@@ -59,59 +48,23 @@ DOCS = [
 ]
 
 
-def report_op(data: object, limits: Limits, where: str = "") -> tuple[Any, ...]:
-    """A validated report → its ``pr_set`` op (errors name ``where`` first, e.g. events[3])."""
-    try:
-        b = parse(REPORT, data, limits)
-    except BadRequest as exc:
-        raise BadRequest(f"{where}{exc.msg}", exc.code) from None
-    assert isinstance(data, dict)
-    texts = []
-    for name, size in TEXT_FIELDS.items():
-        value = data.get(name)
-        if value is None:
-            value = ""
-        elif not isinstance(value, str):
-            raise BadRequest(f"{where}{name} must be a string", "field_type")
-        elif len(value) > size:
-            raise BadRequest(f"{where}{name} is longer than {size} characters",
-                             "value_out_of_range")
-        texts.append(value)
-    return ("pr_set", b["uid"], b["device_flag"], b["online"], *texts)
-
-
 def register(app: QuartTrio, api: Api) -> None:
     roster = api.roster
-    presence = roster.state.presence
+    ctx = api.ctx
 
     @app.post("/user/presence")
     async def presence_report() -> Response:
-        await roster.commit([report_op(await read_json(), api.limits)])
-        return ok()
+        return await api.settle(commands.presence_report(ctx, await read_json()))
 
     @app.post("/user/presence_batch")
     async def presence_batch() -> Response:
-        data = await read_json()
-        if not isinstance(data, dict):
-            raise BadRequest("request body must be a JSON object", "invalid_body")
-        events = data.get("events")
-        if not isinstance(events, list):
-            raise BadRequest("events is required: an array of reports",
-                             "field_missing" if events is None else "field_type")
-        if not events:
-            raise BadRequest("events cannot be empty", "events_empty")
-        if len(events) > api.limits.max_uids:
-            raise BadRequest(f"events has {len(events)} entries; at most {api.limits.max_uids} "
-                             f"per request", "too_many_events")
-        ops = [report_op(e, api.limits, f"events[{i}].") for i, e in enumerate(events)]
-        await roster.commit(ops)
-        return ok()
+        return await api.settle(commands.presence_batch(ctx, await read_json()))
 
     @app.post("/user/onlinestatus")
     async def online_status() -> Response:
-        uids = check_uids(await read_json(), "uids", api.limits.max_uids)
+        online = commands.online_devices(ctx, await read_json())
         return json_response([{"uid": uid, "device_flag": flag, "online": 1}
-                              for uid in uids for flag in presence.device_flags(uid)])
+                              for uid, flags in online for flag in flags])
 
     @app.get("/events")
     async def events() -> Response:

@@ -29,8 +29,9 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from server.app import SIGNED_PATHS, Api, json_response
+from server import ops
 from server.errors import BadRequest, Unavailable
+from server.http import SIGNED_PATHS, Api, json_response
 from server.openapi import RouteDoc
 from server.presence import STATUS, Record
 from server.rcsign import (
@@ -225,7 +226,7 @@ def register(app: QuartTrio, api: Api) -> None:
         if op_type == 1:
             held = [t for t in targets if presence.holds(user, t, sub_type)]
             if held:
-                await roster.commit([("ps_unsub", user, sub_type, held)])
+                await roster.commit([ops.ps_unsub(user, sub_type, held)])
             return {"code": SUCCESS}, 200
         expiry = int_field(form, "expiry", *EXPIRY_S)
         now = roster.now_ms()
@@ -237,7 +238,7 @@ def register(app: QuartTrio, api: Api) -> None:
                            f"subscriptions"}, 403
         if plan.accepted:
             # Same instant as the plan: what was live for the limits is live for the op.
-            await roster.commit([("ps_sub", user, sub_type, expiry * 1000, plan.accepted)],
+            await roster.commit([ops.ps_sub(user, sub_type, expiry * 1000, plan.accepted)],
                                 now_ms=now)
         if plan.refused:
             return {"code": TARGETS_FULL, "subUserIds": plan.refused}, 200

@@ -105,16 +105,21 @@ def test_reset_replaces_subscribers(api: httpx.Client, gid: str) -> None:
     assert check(api, "c", gid, 2) == 1
 
 
-@pytest.mark.parametrize("body", [{"subscribers": [], "reset": 1}, {"reset": 1}],
-                         ids=["empty-list", "no-list"])
-def test_reset_with_no_subscribers_empties_the_set(api: httpx.Client, gid: str,
-                                                   body: dict[str, object]) -> None:
+def test_reset_with_an_empty_list_empties_the_set(api: httpx.Client, gid: str) -> None:
     ok(api, "/channel", {"channel_id": gid, "channel_type": 2, "subscribers": ["a", "b"],
                          "ban": 1})
-    ok(api, "/channel", {"channel_id": gid, "channel_type": 2, **body})
+    ok(api, "/channel", {"channel_id": gid, "channel_type": 2, "subscribers": [], "reset": 1})
     assert subscribers(api, gid, 2) == []
     data = info(api, gid, 2)
     assert data is not None and data["ban"] == 1  # the reset touched only the subscribers
+
+
+@pytest.mark.parametrize("path", ["/channel", "/channel/subscriber_add"])
+def test_reset_without_a_list_is_refused(api: httpx.Client, gid: str, path: str) -> None:
+    ok(api, "/channel", {"channel_id": gid, "channel_type": 2, "subscribers": ["a", "b"]})
+    r = api.post(path, json={"channel_id": gid, "channel_type": 2, "reset": 1})
+    assert_error(r, 400, "field_missing")
+    assert subscribers(api, gid, 2) == ["a", "b"]
 
 
 def test_reset_keeps_the_lists(api: httpx.Client, gid: str) -> None:

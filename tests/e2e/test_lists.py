@@ -44,13 +44,24 @@ def test_set_replaces_in_one_step(api: httpx.Client, group: str, name: str) -> N
     assert get_list(api, name, group, 2) == ["c", "d"]
 
 
-@pytest.mark.parametrize("clear", [{"uids": []}, {}], ids=["empty", "absent"])
 @pytest.mark.parametrize("name", LISTS)
-def test_set_empty_clears(api: httpx.Client, group: str, name: str,
-                          clear: dict[str, object]) -> None:
+def test_set_empty_clears(api: httpx.Client, group: str, name: str) -> None:
     ok(api, f"/channel/{name}_add", _body(group, 2, uids=["a", "b"]))
-    ok(api, f"/channel/{name}_set", _body(group, 2, **clear))
+    ok(api, f"/channel/{name}_set", _body(group, 2, uids=[]))
     assert get_list(api, name, group, 2) == []
+
+
+@pytest.mark.parametrize("typo", [{}, {"uid": ["x"]}, {"uids": None}],
+                         ids=["absent", "typo", "null"])
+@pytest.mark.parametrize("name", LISTS)
+def test_set_without_uids_is_refused_and_keeps_the_list(api: httpx.Client, group: str,
+                                                        name: str,
+                                                        typo: dict[str, object]) -> None:
+    # A replace must name its new list: a misspelt field never wipes a whitelist.
+    ok(api, f"/channel/{name}_add", _body(group, 2, uids=["a", "b"]))
+    r = api.post(f"/channel/{name}_set", json=_body(group, 2, **typo))
+    assert_error(r, 400, "field_missing")
+    assert get_list(api, name, group, 2) == ["a", "b"]
 
 
 @pytest.mark.parametrize("name", LISTS)

@@ -82,7 +82,7 @@ def test_openapi_documents_exactly_the_registered_routes(client: httpx.Client) -
             (method, path, r.status_code)
     wl = spec["paths"]["/channel/whitelist_set"]["post"]
     body = wl["requestBody"]["content"]["application/json"]["schema"]
-    assert set(body["required"]) == {"channel_id", "channel_type"}
+    assert set(body["required"]) == {"channel_id", "channel_type", "uids"}  # never wiped by a typo
     assert {"200", "400", "403", "404"} <= set(wl["responses"])
 
 

@@ -21,11 +21,8 @@ def apply(state: State, *ops: tuple[Any, ...], now: int = NOW) -> None:
 def noting(state: State, *ops: tuple[Any, ...], now: int = NOW) -> list[StatusNote]:
     """Apply as the server does for a live request, returning the notes it produced."""
     notes: list[StatusNote] = []
-    state.presence.notes = notes
-    try:
-        apply(state, *ops, now=now)
-    finally:
-        state.presence.notes = None
+    state.apply((now, list(ops)), notes)
+    assert state.presence.notes is None  # switched on for that one batch only
     return notes
 
 
