@@ -470,7 +470,7 @@ class Server:
         self.url = ""
         self.proc = proc = subprocess.Popen(
             [sys.executable, "-m", "server", "serve", "--data-dir", str(self.data_dir),
-             "--host", "127.0.0.1", "--port", "0", *self.args],
+             "--host", "127.0.0.1", "--port", "0", "--resp-port", "0", *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         ready = threading.Event()
 

@@ -92,7 +92,7 @@ class Child:
 
 def roster_command(data_dir: Path, fsync: str) -> list[str]:
     return [sys.executable, "-m", "server", "serve", "--data-dir", str(data_dir),
-            "--port", "0", "--fsync", fsync, "--log-level", "WARNING"]
+            "--port", "0", "--resp-port", "0", "--fsync", fsync, "--log-level", "WARNING"]
 
 
 def roster(data_dir: Path, fsync: str, log_path: Path) -> Child:

@@ -117,7 +117,7 @@ def bench_whitelist_set(fsync: str, clients: int = 64, per_client: int = 100,
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(
             [sys.executable, "-m", "server", "serve", "--data-dir", str(Path(tmp) / "data"),
-             "--port", "0", "--fsync", fsync, "--log-level", "WARNING"],
+             "--port", "0", "--resp-port", "off", "--fsync", fsync, "--log-level", "WARNING"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             assert proc.stdout is not None

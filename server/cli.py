@@ -44,13 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     from server import logs
-    from server.runner import run
+    from server.runner import ListenError, run
 
     settings = config.from_args(args)
     logs.setup(settings.log_level, settings.log_format)
     try:
         return run(settings)
-    except WalError as exc:  # corrupt log, locked data dir: refuse with the reason
+    except (WalError, ListenError) as exc:  # corrupt log, locked data dir, port in use
         log.critical("refusing to start: %s", exc)
         print(f"roster: refusing to start: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""Settings of one Roster process: one table of options, read from four places (SPEC §7).
+"""Settings of one Roster process: one table of options, read from four places.
 
 Every option is a row of ``OPTIONS``. The same row gives its command-line flag (``--data-dir``),
 its environment variable (``ROSTER_DATA_DIR``), its key in the TOML file (``data_dir = "..."``),
@@ -36,6 +36,13 @@ class Settings:
     data_dir: Path = Path("./data")
     host: str = "127.0.0.1"
     port: int = 5001
+    #: the Redis-protocol lane (server/resp.py); None = off
+    resp_port: int | None = 5002
+    #: None = the same address as ``host``
+    resp_host: str | None = None
+    resp_max_clients: int = 10_000
+    #: seconds without a command before a RESP connection is closed; 0 = never
+    resp_idle_timeout: float = 300.0
     fsync: FsyncPolicy = "always"
     #: manager token; None = the JSON API is open (fine on loopback, warned about elsewhere)
     token: str | None = None
@@ -54,7 +61,7 @@ class Settings:
     access_log: bool = False
     log_level: str = "INFO"
     log_format: LogFormat = "auto"
-    # -- presence (RongCloud-compatible routes, SPEC §6) --
+    # -- presence (the RongCloud-compatible routes and the event stream) --
     rc_app_key: str | None = None
     rc_app_secret: str | None = None
     rc_rate_limit: int = 100
@@ -64,7 +71,12 @@ class Settings:
     events_retained: int = 100_000
 
     def is_loopback(self) -> bool:
-        return self.host in ("::1", "localhost") or self.host.startswith("127.")
+        return _is_loopback(self.host) and (self.resp_port is None
+                                            or _is_loopback(self.resp_host or self.host))
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("::1", "localhost") or host.startswith("127.")
 
 
 # -- parsing single values ---------------------------------------------------------------------
@@ -114,6 +126,21 @@ def _uids(value: Any) -> tuple[str, ...]:
     return tuple(u.strip() for u in items if u.strip())
 
 
+def _port_or_off(value: Any) -> int | None:
+    if value is None or (isinstance(value, str) and value.lower() == "off") or value is False:
+        return None
+    return _int_range(0, 65535)(value)
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number of seconds, got {value!r}")
+    number = float(value)
+    if not 0 <= number <= 86_400 * 365:
+        raise ValueError(f"must be 0 (never) or a positive number of seconds, got {value!r}")
+    return number
+
+
 def _float_pos(value: Any) -> float:
     number = float(value)
     if number <= 0:
@@ -149,6 +176,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("data_dir", lambda v: Path(_text(v)), "where the log and snapshots live"),
     Option("host", _text, "listen address"),
     Option("port", _int_range(0, 65535), "listen port (0 picks a free one)"),
+    Option("resp_port", _port_or_off,
+           "Redis-protocol (RESP) port: 0 picks a free one, off disables", metavar="PORT|off"),
+    Option("resp_host", _text, "RESP listen address (default: the same as --host)"),
+    Option("resp_max_clients", _int_range(1), "RESP connections at once; more are refused"),
+    Option("resp_idle_timeout", _seconds,
+           "seconds without a command before a RESP connection is closed (0: never)"),
     Option("fsync", _choice("always", "interval", "none"),
            "always: ack after fdatasync; interval: fsync every second; none: kernel decides"),
     Option("token", _text, "manager token required in the 'token' header", secret=True),
@@ -240,7 +273,9 @@ def render(settings: Settings) -> str:
     lines = []
     for opt in OPTIONS:
         value = getattr(settings, opt.name)
-        if value is None:
+        if value is None and opt.name == "resp_port":
+            value = "off"
+        elif value is None:
             lines.append(f"# {opt.name} = (not set)")
             continue
         if opt.secret:

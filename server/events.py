@@ -230,6 +230,31 @@ class EventHub:
             "reset", newest, {"reason": reason, "last_event_id": last_event_id[:64],
                               "resume_from": newest})
 
+    @property
+    def next_pos(self) -> int:
+        """The position the next published event will take."""
+        return self._next_pos
+
+    def after_lsn(self, lsn: int, count: int, current_lsn: int) -> list[PresenceEvent] | int:
+        """Retained events of the records after ``lsn`` (the RESP ``EVENTS.READ``), or, when
+        events after ``lsn`` may have been lost (evicted, produced before this process started,
+        or ``lsn`` is ahead of the log), the LSN to resume from instead.
+
+        At least ``count`` events unless fewer exist, and never part of a record: a reader that
+        resumes from the last LSN it saw therefore misses nothing and repeats nothing.
+        """
+        oldest = self._horizon[0]  # every event of a record after this one is retained
+        if lsn < oldest:
+            return oldest
+        if lsn > current_lsn:
+            return current_lsn
+        ring, head = self._ring, self._head
+        start = bisect.bisect_right(ring, (lsn, LAST), lo=head, key=lambda e: e.key)
+        end = min(len(ring), start + count)
+        while end < len(ring) and end > start and ring[end].key[0] == ring[end - 1].key[0]:
+            end += 1
+        return ring[start:end]
+
     def stream(self, last_event_id: str | None, current_lsn: int) -> EventStream:
         pos, first = self.start(last_event_id, current_lsn)
         return EventStream(self, pos, first)

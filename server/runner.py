@@ -1,9 +1,10 @@
 """The process: lock the data dir, recover, then serve until told to stop.
 
-Order matters (DESIGN §2-3): recovery finishes **before** the port opens, so no request ever sees
-half-replayed state. The log flusher, the snapshotter and the purge task run in our own nursery,
-not quart's (whose shutdown waits 5 s); hypercorn is stopped through its shutdown trigger so
-in-flight requests finish, and the log is flushed and fsynced in a ``finally`` after it returns.
+Order matters (docs/architecture.md, "A mutation's way through" and "Recovery"): recovery
+finishes **before** the ports open, so no request ever sees half-replayed state. The log flusher,
+the snapshotter and the purge task run in our own nursery, not quart's (whose shutdown waits 5 s);
+hypercorn is stopped through its shutdown trigger so in-flight requests finish, and the log is
+flushed and fsynced in a ``finally`` after it returns.
 
 Exit codes: 0 clean stop; 1 the log failed (fail-stop) or start was refused; 2 bad usage.
 """
@@ -16,12 +17,15 @@ import signal
 from functools import partial
 from typing import Any
 
-import hypercorn.trio
 import trio
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.config import Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
 
 from server.app import create_app
 from server.config import Settings
+from server.resp import RespServer
 from server.service import Roster
 from server.state import State
 from wal import DataDirLock, WriteAheadLog, recover
@@ -32,6 +36,10 @@ log = logging.getLogger("roster")
 GRACEFUL_TIMEOUT_S = 10.0
 #: an idle keep-alive connection is closed after this long
 IDLE_TIMEOUT_S = 75
+
+
+class ListenError(Exception):
+    """A port cannot be bound (in use, no permission): start is refused, exit code 1."""
 
 
 class InFlight:
@@ -132,10 +140,30 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
         roster = Roster(state, wal, settings)
         requests = InFlight()
         app = create_app(roster)
+        resp: RespServer | None = None
+        if settings.resp_port is not None:
+            resp = RespServer(app.extensions["command_context"],
+                              settings.resp_host or settings.host, settings.resp_port,
+                              settings.resp_max_clients, settings.resp_idle_timeout,
+                              settings.token)
+            roster.metric_sources.append(resp.collect)
         if not settings.is_loopback() and not settings.token:
             log.warning(
                 "LISTENING ON %s WITHOUT A MANAGER TOKEN: anyone who can reach this port can "
-                "change every channel. Pass --token (or ROSTER_TOKEN).", settings.host)
+                "change every channel. Pass --token (or ROSTER_TOKEN).",
+                " and ".join(sorted({settings.host, settings.resp_host or settings.host})))
+
+        # Bind both ports before anything starts, so a port in use is one clear line, not a
+        # traceback from inside a nursery.
+        hcfg = hypercorn_config(settings)
+        http_sockets = _bind_http(hcfg)
+        if resp is not None:
+            try:
+                await resp.listen()
+            except OSError as exc:
+                _close(http_sockets)
+                raise ListenError(f"cannot listen for RESP on {resp.host}:{resp.port}: "
+                                  f"{exc.strerror or exc}") from None
 
         async with trio.open_nursery() as nursery:
             await nursery.start(wal.run)
@@ -145,21 +173,31 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
             nursery.start_soon(_stop_on_signal, stop)
             try:
                 async with trio.open_nursery() as web:
+                    resp_addrs: list[str] = []
+                    if resp is not None:
+                        resp_addrs = await web.start(resp.serve)
                     addrs = await web.start(partial(
-                        hypercorn.trio.serve, requests.wrap(app), hypercorn_config(settings),
-                        shutdown_trigger=stop.wait))
+                        worker_serve, wrap_app(requests.wrap(app), hcfg.wsgi_max_body_size, "asgi"),
+                        hcfg, sockets=http_sockets, shutdown_trigger=stop.wait))
+                    if resp is not None:
+                        print(f"roster: resp on {' '.join(resp_addrs)}", flush=True)
                     print(f"roster: listening on {' '.join(addrs)} (data {settings.data_dir}, "
                           f"fsync {settings.fsync}, lsn {last_lsn})", flush=True)
-                    log.info("listening", extra={"addresses": addrs, "lsn": last_lsn})
+                    log.info("listening", extra={"addresses": addrs, "resp": resp_addrs,
+                                                 "lsn": last_lsn})
                     task_status.started(addrs)
                     await stop.wait()
                     roster.events.close()  # end the /events streams: they would never drain
                     # hypercorn has stopped accepting. It would also close idle keep-alive
                     # connections, but under quart-trio its idle task is cancelled with each
                     # request's nursery, so it would sit out the whole graceful timeout instead.
-                    # Drain ourselves: let in-flight requests finish, then close the rest.
+                    # Drain ourselves: let in-flight requests (and RESP chunks) finish, then
+                    # close the rest.
                     with trio.move_on_after(GRACEFUL_TIMEOUT_S):
-                        await requests.drained()
+                        async with trio.open_nursery() as drain:
+                            if resp is not None:
+                                drain.start_soon(resp.stop, GRACEFUL_TIMEOUT_S)
+                            await requests.drained()
                     web.cancel_scope.cancel()
             finally:
                 # Whatever ended the server (signal, log failure, a protocol bug escaping
@@ -170,6 +208,22 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
         return 1 if fatal else 0
     finally:
         lock.release()
+
+
+def _bind_http(cfg: HypercornConfig) -> Sockets:
+    try:
+        sockets = cfg.create_sockets()
+    except OSError as exc:
+        raise ListenError(f"cannot listen for HTTP on {' '.join(cfg.bind)}: "
+                          f"{exc.strerror or exc}") from None
+    for sock in sockets.insecure_sockets:
+        sock.listen(cfg.backlog)
+    return sockets
+
+
+def _close(sockets: Sockets) -> None:
+    for sock in sockets.insecure_sockets:
+        sock.close()
 
 
 async def _stop_on_signal(stop: trio.Event) -> None:

@@ -77,7 +77,8 @@ def check_channel_id(value: object, name: str = "channel_id") -> str:
     if not value:
         raise BadRequest(f"{name} cannot be empty", "channel_id_empty")
     if _BAD_ID_CHARS.search(value):
-        # The sentence is WuKongIM's (seed 000, SPEC §3): @ # & whitespace and control characters.
+        # The sentence is WuKongIM's (its /tmpchannel/subscriber_set documentation): @ # &,
+        # whitespace and control characters.
         what = "channel ID" if name == "channel_id" else name
         raise BadRequest(
             f"{what} cannot contain special characters",
@@ -122,6 +123,69 @@ def check_uids(value: object, name: str, max_uids: int) -> list[str]:
     return list(dict.fromkeys(uids))  # type: ignore[arg-type]
 
 
+# The same cache for ids that arrive as raw bytes (the Redis-protocol lane): raw bytes -> the
+# validated, interned str. One lookup replaces a decode, a regex scan and an intern per argument.
+VALID_ID_BYTES: dict[bytes, str] = {}
+
+
+def id_from_bytes(raw: bytes, name: str, channel: bool) -> str:
+    """``check_channel_id`` (``channel``) or ``check_uid`` of a raw argument, cached when valid.
+
+    Undecodable bytes become lone surrogates, which the id rules refuse like any control
+    character, so the error is the id's own (``uid_invalid``, ``channel_id_special_char``).
+    """
+    hit = VALID_ID_BYTES.get(raw)
+    if hit is not None:
+        return hit
+    text = raw.decode("utf-8", "surrogateescape")
+    clean = check_channel_id(text, name) if channel else check_uid(text, name)
+    if len(VALID_ID_BYTES) >= _VALID_IDS_MAX:
+        VALID_ID_BYTES.clear()
+    VALID_ID_BYTES[raw] = clean
+    return clean
+
+
+def int_from_text(raw: str | bytes, name: str) -> int:
+    """An integer argument sent as text (query strings, RESP arguments); strict decimal."""
+    text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+    if not _INT_TEXT.fullmatch(text):
+        raise BadRequest(f"{name} must be an integer, got {text[:32]!r}", "field_type")
+    return int(text)
+
+
+_INT_TEXT: Final = re.compile(r"-?[0-9]{1,18}")
+
+
+def check_flat(args: Sequence[bytes], max_checks: int, name: str = "checks") -> list[
+        tuple[str, str, int]]:
+    """``(from_uid, channel_id, channel_type)`` triples from a flat argument list (RESP
+    ``CHECKM``), validated by the same rules as ``check_one``; errors name the triple."""
+    if len(args) % 3:
+        raise BadRequest(f"{name} must be (from_uid, channel_id, channel_type) triples",
+                         "invalid_request")
+    if len(args) // 3 > max_checks:
+        raise BadRequest(f"{name} has {len(args) // 3} entries; at most {max_checks} per "
+                         f"request", "too_many_checks")
+    cache = VALID_ID_BYTES
+    out: list[tuple[str, str, int]] = []
+    append = out.append
+    for i in range(0, len(args), 3):
+        u, c, t = cache.get(args[i]), cache.get(args[i + 1]), _CHANNEL_TYPES.get(args[i + 2])
+        if u is None or c is None or t is None:
+            where = f"{name}[{i // 3}]."
+            u = id_from_bytes(args[i], where + "from_uid", channel=False)
+            c = id_from_bytes(args[i + 1], where + "channel_id", channel=True)
+            t = check_channel_type(int_from_text(args[i + 2], where + "channel_type"),
+                                   where + "channel_type")
+        append((u, c, t))
+    return out
+
+
+#: channel_type arguments sent as text: b"1".."255" -> int (anything else takes the full check)
+_CHANNEL_TYPES: Final = {str(i).encode(): i for i in range(1, 256)}
+CHANNEL_TYPES_BYTES: Final = _CHANNEL_TYPES
+
+
 def check_channel_type(value: object, name: str = "channel_type") -> int:
     if type(value) is not int:
         raise BadRequest(f"{name} must be an integer 1-255, got {_type_name(value)}", "field_type")
@@ -148,7 +212,7 @@ def _check_flag(f: Field, value: object) -> int:
     return value
 
 
-def check_one(data: Mapping[str, Any], prefix: str = "") -> tuple[str, str, int]:
+def check_one(data: object, prefix: str = "") -> tuple[str, str, int]:
     """One permission check ``{from_uid, channel_id, channel_type}`` → validated tuple."""
     if not isinstance(data, dict):
         raise BadRequest(f"{prefix or 'body'} must be a JSON object", "invalid_body")
@@ -241,11 +305,7 @@ def parse_query(fields: Sequence[Field], args: Mapping[str, str], limits: Limits
         if raw is None or raw == "":
             continue
         if f.kind in ("channel_type", "flag", "int"):
-            try:
-                data[f.name] = int(raw)
-            except ValueError:
-                raise BadRequest(f"{f.name} must be an integer, got {raw!r}", "field_type") \
-                    from None
+            data[f.name] = int_from_text(raw, f.name)
         else:
             data[f.name] = raw
     return parse(fields, data, limits)

@@ -1,7 +1,8 @@
 """A real ``roster serve`` subprocess on 127.0.0.1 for end-to-end and crash tests.
 
-The server is started with ``--port 0``; the address comes from the line it prints once the port is
-open ("roster: listening on http://127.0.0.1:PORT ..."), so tests never race the bind.
+The server is started with ``--port 0 --resp-port 0``; the addresses come from the lines it prints
+once the ports are open ("roster: resp on 127.0.0.1:PORT", then "roster: listening on
+http://127.0.0.1:PORT ..."), so tests never race the bind.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from types import TracebackType
 import httpx
 
 _LISTENING = re.compile(r"roster: listening on (http://\S+)")
+_RESP = re.compile(r"roster: resp on (\S+):(\d+)")
 START_TIMEOUT_S = 30.0
 
 
@@ -29,15 +31,18 @@ class ServerProcess:
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
+        #: (host, port) of the Redis-protocol lane; None when started with --resp-port off
+        self.resp: tuple[str, int] | None = None
         self.output: list[str] = []
         self._reader: threading.Thread | None = None
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "server", "serve", "--data-dir", str(self.data_dir),
-                "--host", "127.0.0.1", "--port", "0", *self.args]
+                "--host", "127.0.0.1", "--port", "0", "--resp-port", "0", *self.args]
 
     def start(self) -> ServerProcess:
         self.output = []
+        self.resp = None
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, env=self.env)
         ready = threading.Event()
@@ -47,6 +52,9 @@ class ServerProcess:
             assert proc.stdout is not None
             for line in proc.stdout:
                 self.output.append(line)
+                r = _RESP.search(line)
+                if r:
+                    self.resp = (r.group(1), int(r.group(2)))
                 m = _LISTENING.search(line)
                 if m and not ready.is_set():
                     self.url = m.group(1)

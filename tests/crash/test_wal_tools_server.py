@@ -51,7 +51,8 @@ def test_tools_on_a_real_data_dir(tmp_path: Path) -> None:
         f.write(bytes([byte[0] ^ 0x40]))
     where = f"{seg.path} at offset {victim.offset}"
 
-    start = run_cli("serve", "--data-dir", str(data), "--host", "127.0.0.1", "--port", "0")
+    start = run_cli("serve", "--data-dir", str(data), "--host", "127.0.0.1", "--port", "0",
+                    "--resp-port", "0")
     assert start.returncode == 1 and where in start.stderr, start.stderr
     verify = wal_cli("verify", "--data-dir", str(data))
     assert verify.returncode == 1 and where in verify.stdout, verify

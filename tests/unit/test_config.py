@@ -74,7 +74,8 @@ def test_roster_config_command(tmp_path: Path) -> None:
 
 
 def test_serve_refuses_invalid_configuration_before_starting(tmp_path: Path) -> None:
-    r = run_cli("serve", "--data-dir", str(tmp_path / "d"), "--port", "0", "--fsync", "maybe")
+    r = run_cli("serve", "--data-dir", str(tmp_path / "d"), "--port", "0", "--resp-port", "0",
+                "--fsync", "maybe")
     assert r.returncode == 2
     assert "invalid configuration" in r.stderr and "fsync" in r.stderr
     assert not (tmp_path / "d").exists()
