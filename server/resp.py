@@ -87,6 +87,8 @@ RECV_BYTES: Final = 256 * 1024
 OUTPUT_FLUSH: Final = 1024 * 1024
 #: a connection that has not taken a reply for this long is closed (it stopped reading)
 SEND_STALL_S: Final = 60.0
+#: chunks a connection may run back to back (input always ready) before yielding to others
+FAIR_CHUNKS: Final = 4
 #: how often the reaper looks for idle and stalled connections
 REAP_EVERY_S: Final = 1.0
 #: the longest EVENTS.READ COUNT
@@ -347,11 +349,13 @@ class RespServer:
     async def _serve(self, conn: Connection, raw: socket.socket) -> None:
         parser = RequestParser()
         wait_readable = trio.lowlevel.wait_readable
+        unyielded = 0  # chunks run since this task last let others run
         while not conn.closing and not self.stopping:
             try:
                 data = raw.recv(RECV_BYTES)
             except BlockingIOError:
                 conn.busy = False
+                unyielded = 0
                 await wait_readable(raw)
                 continue
             if not data:
@@ -379,8 +383,12 @@ class RespServer:
                 if conn.closing:
                     break
             await self._flush(conn, raw)
-            # Under a flood recv never waits; this keeps one connection from starving the rest.
-            await trio.lowlevel.checkpoint()
+            # Under a flood recv never has to wait, and so never yields: give the others a turn
+            # now and then. (An unpipelined client yields in wait_readable after every reply.)
+            unyielded += 1
+            if unyielded >= FAIR_CHUNKS:
+                unyielded = 0
+                await trio.lowlevel.checkpoint()
 
     def _row(self, argv: list[bytes]) -> Row | None:
         return COMMANDS.get(argv[0]) or COMMANDS.get(argv[0].upper())

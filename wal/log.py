@@ -336,25 +336,31 @@ class WriteAheadLog:
         cut = self._rotate_after
         if cut is not None and first <= cut < last:
             parts = [(first, frames[: cut - first + 1]), (cut + 1, frames[cut - first + 1 :])]
-        for part_first, part in parts:
+        always = self.fsync_policy == "always"
+        for n, (part_first, part) in enumerate(parts, 1):
             if self._rotate_due or (cut is not None and self._seg_first <= cut < part_first):
                 await self._rotate(part_first)
             data = b"".join(part)
-            await trio.to_thread.run_sync(self._write_all, self._fd, data)
+            # Under fsync always the last part is written and fdatasync'ed in one trip to the
+            # worker thread: a thread hand-off less per batch, which is latency every waiting
+            # writer pays (the group commit's cycle is write + fsync + the hops around them).
+            synced = always and n == len(parts)
+            seconds = await trio.to_thread.run_sync(self._write_all, self._fd, data, synced)
             self._seg_offset += len(data)
             self._written_lsn = part_first + len(part) - 1
             self._bytes_written += len(data)
             self._records_written += len(part)
+            if synced:
+                self._note_sync(seconds, self._written_lsn)
             if self._seg_offset >= self.segment_bytes:
                 self._rotate_due = True
-        if self.fsync_policy == "always":
-            await self._sync()
         self._acked_lsn = last
         self._good_offset = self._seg_offset
         event.set()
 
-    def _write_all(self, fd: int, data: bytes) -> None:
-        """Worker thread: write all of ``data`` or raise OSError."""
+    def _write_all(self, fd: int, data: bytes, sync: bool = False) -> float:
+        """Worker thread: write all of ``data`` (then fdatasync if ``sync``) or raise OSError;
+        return the seconds the fdatasync took (0.0 without one)."""
         failpoint("before_write")
         view = memoryview(data)
         shorts = 0
@@ -369,6 +375,7 @@ class WriteAheadLog:
                                   "bytes left); is the disk full?")
             view = view[written:]
         failpoint("after_write_before_fsync")
+        return self._timed_fdatasync(fd) if sync else 0.0
 
     def _timed_fdatasync(self, fd: int) -> float:
         started = time.perf_counter()
