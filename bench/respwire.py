@@ -26,6 +26,11 @@ Parsers:
   hiredis to build the argument lists. Inline commands are split in Python. This is the price of
   using hiredis in the server.
 
+After the parsers, the same ``pipe100`` chunk is run through the server's dispatch
+(``RespServer._run``: command lookup, the inline CHECK answer, the reply bytes) over a small
+in-memory state, so the two halves of a pipelined CHECK's CPU cost are printed side by side.
+hiredis is optional (``pip install -e '.[bench]'``); without it only ``hand`` is measured.
+
 Correctness of the wrapper is checked here (same output as ``hand`` on every case) rather than in
 the test suite, because it is not product code. Nothing here asserts a timing.
 """
@@ -37,9 +42,12 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
-import hiredis
+try:
+    import hiredis
+except ImportError:  # optional: pip install -e '.[bench]'
+    hiredis = None
 
 from server.resp_wire import INLINE_MAX, ProtocolError, RequestParser, split_inline
 
@@ -217,11 +225,9 @@ def _build_cases() -> None:
     CASES["ping10k"] = ([_mb(b"PING") * 10_000], 10_000)
 
 
-PARSERS: dict[str, Callable[[], Parser]] = {
-    "hand": RequestParser,
-    "hiredis-raw": HiredisRaw,
-    "hiredis-scan": HiredisScan,
-}
+PARSERS: dict[str, Callable[[], Parser]] = {"hand": RequestParser}
+if hiredis is not None:
+    PARSERS |= {"hiredis-raw": HiredisRaw, "hiredis-scan": HiredisScan}
 
 
 def _run(factory: Callable[[], Parser], chunks: list[bytes]) -> list[list[bytes]]:
@@ -285,12 +291,14 @@ def main(argv: list[str]) -> int:
     opts = ap.parse_args(argv)
     seconds = 0.2 if opts.quick else 1.0
     _build_cases()
-    _check_wrappers()
+    if hiredis is not None:
+        _check_wrappers()
     for name, (chunks, _n) in CASES.items():
         expected = _run(RequestParser, chunks)
         for pname, factory in PARSERS.items():
             assert _run(factory, chunks) == expected, (name, pname)
-    print(f"hiredis {hiredis.__version__}, Python {sys.version.split()[0]}")
+    version = hiredis.__version__ if hiredis is not None else "not installed"
+    print(f"hiredis {version}, Python {sys.version.split()[0]}")
     print("us per command (best of 5; lower is better)")
     header = f"{'case':<14}" + "".join(f"{p:>14}" for p in PARSERS)
     print(header)
@@ -300,7 +308,35 @@ def main(argv: list[str]) -> int:
         for factory in PARSERS.values():
             row += f"{_time(factory, chunks, seconds) / n * 1e6:>14.3f}"
         print(row)
+    print(f"dispatch of pipe100 (RespServer._run, ids cached): {_dispatch(seconds):.3f} us per "
+          f"command")
     return 0
+
+
+def _dispatch(seconds: float) -> float:
+    """Best-of-5 microseconds per command of the server's dispatch over a pipeline of CHECKs."""
+    from types import SimpleNamespace
+
+    from server.commands import Context
+    from server.resp import Connection, RespServer
+    from server.schema import Limits
+    from server.state import State
+
+    state = State()
+    state.apply((0, [("ch_put", "g1", 2, {}), ("sub_add", "g1", 2, ["u1"])]))
+    roster: Any = SimpleNamespace(state=state, now_ms=lambda: time.time_ns() // 1_000_000)
+    server = RespServer(Context(roster, Limits()), "127.0.0.1", 0, 1, 0, None)
+    conn = Connection(1, True, 0.0)
+    batch = _run(RequestParser, CASES["pipe100"][0])
+    best = float("inf")
+    for _ in range(5):
+        rounds, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 5:
+            server._run(conn, batch, 0)
+            conn.out.clear()
+            rounds += 1
+        best = min(best, (time.perf_counter() - start) / (rounds * len(batch)))
+    return best * 1e6
 
 
 if __name__ == "__main__":
