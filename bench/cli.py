@@ -13,6 +13,10 @@ table on stderr; ``--out FILE`` also writes the JSON to FILE)::
     peer     the same workloads against a private redis-server (when installed), as Roster/Redis
     resp     redis-benchmark against Roster's RESP port (CHECK, CHECKM, WL.SET) beside HTTP on
              the same roster serve processes and a private redis-server, one run, as ratios
+    restart  `roster serve` start to the first /health 200 from a snapshot (1M channels x 10)
+             against a fresh redis-server loading the same sets from its RDB, best of rounds;
+             goals <= 10 s and <= 4x Redis (building the Redis side with redis-cli --pipe takes
+             a minute or two at full size)
     all      everything above, in one run (peer reuses the http figures of that run)
 
 ``--quick`` shrinks every size so that each sub-command finishes in well under a minute.
@@ -79,8 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="RESP lane vs HTTP (same server) vs Redis, redis-benchmark")
     _http_options(r)
 
+    s = sub.add_parser("restart", parents=[common],
+                       help="roster serve start -> /health vs redis-server RDB load",
+                       description="Time `roster serve` from process start to the first "
+                       "/health 200 on a snapshot of the generated state (plus --tail-records "
+                       "log records), and a fresh redis-server loading the same sets from an RDB "
+                       "until PING answers and loading:0, alternating, best of --rounds. Full "
+                       "size: 1M channels x 10; building the Redis side (redis-cli --pipe, then "
+                       "SAVE) takes a minute or two, each Roster start as long as its recovery.")
+    _restart_options(s)
+
     a = sub.add_parser("all", parents=[common], help="every sub-command, one run")
     _http_options(a)
+    _restart_options(a)
     a.add_argument("--checks", type=_positive, default=0)
     a.add_argument("--records", type=_positive, default=0)
     a.add_argument("--writers", default="1,8,64,256")
@@ -99,11 +114,20 @@ def _http_options(p: argparse.ArgumentParser) -> None:
                    help="channels preloaded into the servers (default: --channels)")
 
 
+def _restart_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rounds", type=_positive, default=0,
+                   help="restart: rounds of Roster and Redis starts, best counts "
+                   "(default 3; quick 1)")
+    p.add_argument("--tail-records", type=int, default=0, dest="tail_records",
+                   help="restart: log records after the snapshot, replayed at start (default 0)")
+
+
 Printer = Callable[[Record, Any], None]
 
 
 _MODULES = {"decide": "bench.decide", "memory": "bench.memory", "wal": "bench.walbench",
-            "http": "bench.httpbench", "peer": "bench.peer", "resp": "bench.respbench"}
+            "http": "bench.httpbench", "peer": "bench.peer", "resp": "bench.respbench",
+            "restart": "bench.restartbench"}
 
 
 def _runner(name: str) -> tuple[Callable[[argparse.Namespace], Record], Printer]:
@@ -118,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     records: list[Record] = []
     if args.sub == "all":
         skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-        for name in ("decide", "memory", "wal", "http", "peer", "resp"):
+        for name in ("decide", "memory", "wal", "http", "peer", "resp", "restart"):
             if name in skip:
                 continue
             if name == "wal" and args.wal_seconds:

@@ -120,3 +120,31 @@ def test_resp_record(capsys: pytest.CaptureFixture[str]) -> None:
                      "resp_check_p100_over_redis_sismember_p100"):
             assert ratios[name]["value"] > 0
             assert ratios[name]["goal"] > 0
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None or shutil.which("redis-cli") is None,
+                    reason="redis-server/redis-cli not installed (apt-get install -y redis-server)")
+def test_restart_record(capsys: pytest.CaptureFixture[str]) -> None:
+    rec = run_json(capsys, "restart", "--quick", "--channels", "300", "--members", "3",
+                   "--tail-records", "20")
+    check_common(rec, "restart")
+    res = rec["results"]
+    assert res["build"]["tail_records"] == 20
+    assert res["build"]["template"]["snapshot_bytes"] > 0
+    assert res["build"]["redis"]["rdb_bytes"] > 0
+    roster = res["roster"]["best"]
+    for key in ("start_to_health_s", "start_to_listening_s", "recovery_s", "rss_bytes"):
+        assert roster[key] > 0
+    assert roster["health"]["status"] == "ok"
+    assert roster["recovered_lsn"] == 20
+    assert roster["records_replayed"] == 20
+    assert len(res["roster"]["rounds_s"]) == 1
+    redis = res["redis"]["best"]
+    assert redis["start_to_loaded_s"] > 0
+    assert redis["rss_bytes"] > 0
+    assert redis["dbsize"] == res["build"]["redis"]["dbsize"] > 0
+    assert res["roster_over_redis"] > 0
+    for goal in ("seconds", "ratio"):
+        assert isinstance(res["goals"][goal]["met"], bool)
+        assert res["goals"][goal]["goal"] > 0
+    assert res["goals"]["applies"] is False
