@@ -5,7 +5,8 @@ Typical use (what ``server/runner.py`` does)::
 
     with DataDirLock(data_dir):
         report = recover(data_dir, mode="strict", load_snapshot_chunk=state.load_chunk,
-                         apply_record=lambda lsn, obj: state.apply(obj), log=print)
+                         apply_record=lambda lsn, obj: state.apply(obj), log=print,
+                         progress=None)   # or a callable taking RecoveryProgress
         log = WriteAheadLog(data_dir, next_lsn=report.last_lsn + 1, on_fatal=stop)
         async with trio.open_nursery() as nursery:
             await nursery.start(log.run)
@@ -33,6 +34,7 @@ from wal.lock import DataDirLock
 from wal.log import FsyncPolicy, WriteAheadLog
 from wal.recovery import RecoveryMode, RecoveryReport, recover
 from wal.snapshot import SnapshotInfo, read_snapshot, write_snapshot
+from wal.walk import RecoveryProgress
 
 __all__ = [
     "MAX_RECORD_BYTES",
@@ -48,6 +50,7 @@ __all__ = [
     "LogClosedError",
     "LogFailedError",
     "RecoveryMode",
+    "RecoveryProgress",
     "RecoveryReport",
     "SegmentFile",
     "SnapshotError",

@@ -40,8 +40,8 @@ _HEADER_BODY = struct.Struct("<8sIQ")
 _HEADER_CRC = struct.Struct("<I")
 HEADER_SIZE = _HEADER_BODY.size + _HEADER_CRC.size  # 24
 
-_RECORD_HEAD = struct.Struct("<IIQB")  # length, crc, lsn, type
-RECORD_OVERHEAD = _RECORD_HEAD.size  # 17
+RECORD_HEAD = struct.Struct("<IIQB")  # length, crc, lsn, type
+RECORD_OVERHEAD = RECORD_HEAD.size  # 17
 _CRC_FIELDS = struct.Struct("<IQB")  # the CRC'd fields, in the order the CRC sees them
 
 Buffer = bytes | bytearray | memoryview
@@ -89,7 +89,7 @@ def encode_record(lsn: int, rtype: int, payload: Buffer) -> bytes:
     if length > MAX_RECORD_BYTES:
         raise ValueError(f"record of {length} bytes exceeds MAX_RECORD_BYTES ({MAX_RECORD_BYTES})")
     crc = record_crc(length, lsn, rtype, payload)
-    return _RECORD_HEAD.pack(length, crc, lsn, rtype) + payload
+    return RECORD_HEAD.pack(length, crc, lsn, rtype) + payload
 
 
 def decode_record(buf: Buffer, offset: int) -> Record:
@@ -99,7 +99,7 @@ def decode_record(buf: Buffer, offset: int) -> Record:
     if left < RECORD_OVERHEAD:
         raise FrameError(FrameKind.TRUNCATED_HEADER, offset,
                          f"truncated record header ({left} of {RECORD_OVERHEAD} bytes)")
-    length, crc, lsn, rtype = _RECORD_HEAD.unpack_from(view, offset)
+    length, crc, lsn, rtype = RECORD_HEAD.unpack_from(view, offset)
     if length > MAX_RECORD_BYTES:
         raise FrameError(FrameKind.LENGTH_TOO_LARGE, offset,
                          f"record length {length} exceeds the maximum {MAX_RECORD_BYTES}")
@@ -153,7 +153,7 @@ def find_valid_record_after(buf: Buffer, offset: int, min_lsn: int) -> int | Non
     """
     view = memoryview(buf)
     size = len(view)
-    unpack = _RECORD_HEAD.unpack_from
+    unpack = RECORD_HEAD.unpack_from
     for pos in range(offset, size - RECORD_OVERHEAD + 1):
         length, crc, lsn, _rtype = unpack(view, pos)
         if lsn <= min_lsn or length > MAX_RECORD_BYTES or pos + RECORD_OVERHEAD + length > size:

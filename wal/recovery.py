@@ -37,14 +37,8 @@ from pathlib import Path
 from typing import Literal
 
 from wal.codec import unpack
-from wal.errors import CorruptLogError, FrameError, SnapshotError
-from wal.framing import (
-    HEADER_SIZE,
-    RT_OPS,
-    RecordReader,
-    decode_header,
-    find_valid_record_after,
-)
+from wal.errors import CorruptLogError, SnapshotError
+from wal.framing import HEADER_SIZE
 from wal.layout import (
     SegmentFile,
     broken_dir,
@@ -58,6 +52,15 @@ from wal.layout import (
     write_durably,
 )
 from wal.snapshot import read_snapshot
+from wal.walk import (
+    CutAtCorruption,
+    DropTornFile,
+    Note,
+    RecoveryProgress,
+    RemoveEmpty,
+    TruncateTorn,
+    walk,
+)
 
 RecoveryMode = Literal["strict", "truncate"]
 
@@ -74,14 +77,6 @@ class RecoveryReport:
     segments: int
     messages: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
-
-
-@dataclass
-class _Damage:
-    segment: SegmentFile
-    offset: int
-    reason: str
-    may_be_torn: bool  # a framing error (could be a torn write), not a wrong-but-intact record
 
 
 class _Recovery:
@@ -136,115 +131,37 @@ class _Recovery:
     # -- log -------------------------------------------------------------------------------
 
     def replay(
-        self, snapshot_lsn: int, apply_record: Callable[[int, object], None]
+        self,
+        snapshot_lsn: int,
+        apply_record: Callable[[int, object], None],
+        progress: Callable[[RecoveryProgress], None] | None,
+        started: float,
     ) -> RecoveryReport:
-        segments = list_segments(self.data_dir)
-        need = snapshot_lsn + 1  # the first LSN that must be replayed
-        expected: int | None = None  # the LSN the next segment must start with
-        report = RecoveryReport(snapshot_lsn, snapshot_lsn, 0, None, 0, self.messages)
-        survivor: SegmentFile | None = None
-        for index, seg in enumerate(segments):
-            is_last = index == len(segments) - 1
-            later = segments[index + 1 :]
-            buf = seg.path.read_bytes()
-            report.segments += 1
-            if not buf:
-                # Nothing in it to lose (the next segment's continuity check still catches a
-                # gap). Remove it so a stray empty file never sorts after the writer's new one.
-                seg.path.unlink()
-                self.note(f"removed empty segment file {seg.path}")
-                continue
-            try:
-                first = decode_header(buf)
-            except FrameError as exc:
-                bad_header = _Damage(seg, 0, f"segment header: {exc.reason}", may_be_torn=True)
-                if is_last and self._is_torn(buf, bad_header, (expected or seg.first_lsn) - 1):
-                    report.torn_tail = self._drop_torn_file(seg, buf, exc.reason)
-                    break
-                self._corrupt(bad_header, buf, later)
-                break
-            if first != seg.first_lsn:
-                self._corrupt(_Damage(seg, 0, f"header says first lsn {first}, the file name "
-                                      f"says {seg.first_lsn}", may_be_torn=False), buf, later)
-                break
-            lowest = expected if expected is not None else 1
-            if expected is not None and first < expected:
-                self._corrupt(_Damage(seg, 0, f"first lsn {first} but the previous segment "
-                                      f"ended at {expected - 1} (duplicate lsn)",
-                                      may_be_torn=False), buf, later)
-                break
-            if first > max(lowest, need):
-                self._corrupt(_Damage(seg, 0, f"lsn gap: records {max(lowest, need)}.."
-                                      f"{first - 1} are missing", may_be_torn=False), buf, later)
-                break
-            if expected is not None and first > expected:
-                # (Before the first segment a gap is normal: retention deleted those segments.)
-                self.note(f"records {lowest}..{first - 1} are missing before {seg.path}; the "
-                          f"snapshot at lsn {snapshot_lsn} covers them")
-            next_lsn, damage = self._replay_segment(seg, buf, first, snapshot_lsn, apply_record,
-                                                    report)
-            expected = next_lsn
-            survivor = seg
-            if damage is not None:
-                if is_last and self._is_torn(buf, damage, next_lsn - 1):
-                    report.torn_tail = self._truncate_torn(damage, buf)
-                else:
-                    if not is_last:
-                        damage.reason += f"; {len(later)} later segment(s) follow"
-                    self._corrupt(damage, buf, later)
-                    break
-        if survivor is not None:
+        """Walk the segments (wal/walk.py applies the records as it goes), then carry out the
+        plan's actions in order: the first corruption raises unless ``mode="truncate"``."""
+        plan = walk(list_segments(self.data_dir), _read, snapshot_lsn, apply_record,
+                    progress=progress, started=started)
+        report = RecoveryReport(snapshot_lsn, plan.last_lsn, plan.records_replayed, None,
+                                plan.segments_read, self.messages)
+        for action in plan.actions:
+            if isinstance(action, Note):
+                self.note(action.message)
+            elif isinstance(action, RemoveEmpty):
+                action.segment.path.unlink()
+                self.note(f"removed empty segment file {action.segment.path}")
+            elif isinstance(action, TruncateTorn):
+                report.torn_tail = self._truncate_torn(action)
+            elif isinstance(action, DropTornFile):
+                report.torn_tail = self._drop_torn_file(action)
+            else:
+                self._corrupt(action)
+        if plan.survivor is not None:
             # Under --fsync interval/none the previous process may have died with this tail only
             # in the page cache. Make it durable before the writer creates a newer segment, or a
             # power loss could leave a gap in front of that segment.
-            fsync_file(survivor.path)
+            fsync_file(plan.survivor.path)
         fsync_dir(wal_dir(self.data_dir))
-        if expected is not None:
-            report.last_lsn = max(snapshot_lsn, expected - 1)
         return report
-
-    def _replay_segment(
-        self,
-        seg: SegmentFile,
-        buf: bytes,
-        first: int,
-        snapshot_lsn: int,
-        apply_record: Callable[[int, object], None],
-        report: RecoveryReport,
-    ) -> tuple[int, _Damage | None]:
-        """Apply the segment's records after the snapshot; return the next LSN and any damage."""
-        next_lsn = first
-        reader = RecordReader(buf, HEADER_SIZE)
-        for offset, lsn, rtype, payload in reader:
-            if lsn != next_lsn:
-                what = "duplicate lsn" if lsn < next_lsn else "lsn out of order"
-                return next_lsn, _Damage(seg, offset, f"record lsn {lsn} where {next_lsn} "
-                                         f"belongs ({what})", may_be_torn=False)
-            if rtype != RT_OPS:
-                return next_lsn, _Damage(seg, offset, f"unknown record type {rtype}",
-                                         may_be_torn=False)
-            if lsn > snapshot_lsn:
-                try:
-                    obj = unpack(payload)
-                except ValueError as exc:
-                    return next_lsn, _Damage(seg, offset, f"record {lsn} has a valid CRC but "
-                                             f"does not decode: {exc}", may_be_torn=False)
-                apply_record(lsn, obj)
-                report.records_replayed += 1
-            next_lsn += 1
-        if reader.damage is not None:
-            return next_lsn, _Damage(seg, reader.damage.offset, reader.damage.reason,
-                                     may_be_torn=True)
-        return next_lsn, None
-
-    def _is_torn(self, buf: bytes, damage: _Damage, last_good_lsn: int) -> bool:
-        if not damage.may_be_torn:
-            return False
-        found = find_valid_record_after(buf, damage.offset, last_good_lsn)
-        if found is not None:
-            damage.reason += f"; an intact record (lsn > {last_good_lsn}) follows at {found}"
-            return False
-        return True
 
     # -- repairs ---------------------------------------------------------------------------
 
@@ -259,39 +176,47 @@ class _Recovery:
         fsync_dir(copy.parent)
         return copy
 
-    def _truncate_torn(self, damage: _Damage, buf: bytes) -> int:
-        seg, offset = damage.segment, damage.offset
-        copy = self._keep_bytes(f"{seg.path.name}.torn-{offset}", buf[offset:])
+    def _truncate_torn(self, torn: TruncateTorn) -> int:
+        seg, offset = torn.segment, torn.offset
+        with seg.path.open("rb") as f:
+            f.seek(offset)
+            tail = f.read()
+        copy = self._keep_bytes(f"{seg.path.name}.torn-{offset}", tail)
         os.truncate(seg.path, offset)
         fsync_file(seg.path)
-        cut = len(buf) - offset
-        self.note(f"torn tail in {seg.path} at offset {offset} ({damage.reason}): truncated "
-                  f"{cut} bytes, copy kept in {copy}")
-        return cut
+        self.note(f"torn tail in {seg.path} at offset {offset} ({torn.reason}): truncated "
+                  f"{torn.cut} bytes, copy kept in {copy}")
+        return torn.cut
 
-    def _drop_torn_file(self, seg: SegmentFile, buf: bytes, reason: str) -> int:
+    def _drop_torn_file(self, torn: DropTornFile) -> int:
         """The last segment's header itself is torn: the file never held a record."""
-        if buf:
-            copy = self._keep_bytes(f"{seg.path.name}.torn-0", buf)
+        seg = torn.segment
+        data = seg.path.read_bytes()
+        if data:
+            copy = self._keep_bytes(f"{seg.path.name}.torn-0", data)
             kept = f", copy kept in {copy}"
         else:
             kept = ""
         seg.path.unlink()
         fsync_dir(seg.path.parent)
-        self.note(f"torn header in last segment {seg.path} ({reason}): removed{kept}")
-        return len(buf)
+        self.note(f"torn header in last segment {seg.path} ({torn.reason}): removed{kept}")
+        return torn.size
 
-    def _corrupt(self, damage: _Damage, buf: bytes, later: list[SegmentFile]) -> None:
+    def _corrupt(self, cut: CutAtCorruption) -> None:
         """Refuse (strict) or cut the log at the damage, keeping copies of all it drops."""
-        seg, offset = damage.segment, damage.offset
+        seg, offset, later = cut.segment, cut.offset, cut.later
         if self.mode != "truncate":
-            raise CorruptLogError(str(seg.path), offset, damage.reason)
+            raise CorruptLogError(str(seg.path), offset, cut.reason)
         broken = self._broken()
+        size = seg.path.stat().st_size
         if offset < HEADER_SIZE:
             kept = unique_path(broken / f"{seg.path.name}.corrupt-0")
             os.replace(seg.path, kept)
         else:
-            kept = self._keep_bytes(f"{seg.path.name}.corrupt-{offset}", buf[offset:])
+            with seg.path.open("rb") as f:
+                f.seek(offset)
+                tail = f.read()
+            kept = self._keep_bytes(f"{seg.path.name}.corrupt-{offset}", tail)
             os.truncate(seg.path, offset)
             fsync_file(seg.path)
         for other in later:
@@ -300,10 +225,14 @@ class _Recovery:
         fsync_dir(seg.path.parent)
         self.note(
             f"WAL CORRUPTION REPAIRED (--wal-recovery=truncate): {seg.path} at offset {offset}: "
-            f"{damage.reason}. Dropped {len(buf) - offset} bytes of it and {len(later)} later "
+            f"{cut.reason}. Dropped {size - offset} bytes of it and {len(later)} later "
             f"segment(s); everything dropped is kept in {broken} (this segment's part as "
             f"{kept.name}). Records after this point are LOST from the running state."
         )
+
+
+def _read(segment: SegmentFile) -> bytes:
+    return segment.path.read_bytes()
 
 
 def recover(
@@ -313,11 +242,16 @@ def recover(
     load_snapshot_chunk: Callable[[object], None],
     apply_record: Callable[[int, object], None],
     log: Callable[[str], None],
+    progress: Callable[[RecoveryProgress], None] | None = None,
 ) -> RecoveryReport:
     """Load the newest valid snapshot and replay the log after it; see the module docstring.
 
+    ``progress``, if given, is called about every 64k records (and once when the log is read)
+    with the records replayed and the segment bytes read so far, the bytes to read in all, and
+    the seconds since the start.
+
     Raises :class:`CorruptLogError` (strict mode) or :class:`SnapshotError` (a snapshot whose CRC
-    checks out but does not decode). Exceptions from the two callbacks propagate unchanged.
+    checks out but does not decode). Exceptions from the callbacks propagate unchanged.
     """
     if mode not in ("strict", "truncate"):
         raise ValueError(f"mode must be 'strict' or 'truncate', not {mode!r}")
@@ -325,6 +259,6 @@ def recover(
     recovery = _Recovery(Path(data_dir), mode, log)
     recovery.prepare_dirs()
     snapshot_lsn = recovery.load_snapshot(load_snapshot_chunk)
-    report = recovery.replay(snapshot_lsn, apply_record)
+    report = recovery.replay(snapshot_lsn, apply_record, progress, started)
     report.elapsed_s = time.perf_counter() - started
     return report

@@ -3,8 +3,8 @@
 * :func:`inspect` reads every segment and snapshot and says what recovery would do with them. It is
   strictly read-only: it never creates, truncates, renames or deletes anything (recovery does all
   four), so it is safe next to a running server (whose last segment may then look torn mid-append).
-  Its verdict follows the rules of ``wal/recovery.py`` step by step; the tests hold the two to the
-  same answer on randomly damaged logs.
+  Its verdict is the plan of the walker that recovery itself runs (``wal/walk.py``), so the two
+  cannot disagree; the tests still hold them to the same answer on randomly damaged logs.
 * :func:`verify` is :func:`inspect` reduced to a verdict and an exit code.
 * :func:`repair` takes the data directory's lock (so it refuses while a server runs), copies every
   file it is about to change or delete into a backup directory, and then runs the server's own
@@ -35,17 +35,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from wal.codec import unpack
-from wal.errors import FrameError, SnapshotError
-from wal.framing import (
-    HEADER_SIZE,
-    RT_OPS,
-    RecordReader,
-    decode_header,
-    find_valid_record_after,
-)
+from wal.errors import SnapshotError
 from wal.layout import (
     LOCK_FILE,
-    SegmentFile,
     SnapshotFile,
     broken_dir,
     fsync_dir,
@@ -58,6 +50,7 @@ from wal.layout import (
 from wal.lock import DataDirLock
 from wal.recovery import recover
 from wal.snapshot import read_snapshot
+from wal.walk import DropTornFile, Note, Plan, RemoveEmpty, SegmentScan, TruncateTorn, walk
 
 EXIT_CLEAN = 0
 EXIT_REFUSED = 1
@@ -223,55 +216,28 @@ def _check_snapshot(snap: SnapshotFile, decode: bool) -> tuple[SnapshotReport, b
     return report, False
 
 
-@dataclass
-class _Scan:
-    report: SegmentReport
-    buf: bytes
-    first: int | None  # the header's LSN, None if the header is damaged
-    next_lsn: int
-    damage: Damage | None
-    may_be_torn: bool  # a framing error, not a wrong-but-intact record
+def _segment_report(scan: SegmentScan) -> SegmentReport:
+    seg = scan.segment
+    damage = None if scan.damage is None else Damage(scan.damage.offset, scan.damage.reason)
+    return SegmentReport(seg.path.name, str(seg.path), seg.first_lsn, scan.last_lsn,
+                         scan.records, scan.size, scan.valid_end, damage)
 
 
-def _scan_segment(seg: SegmentFile, snapshot_lsn: int) -> _Scan:
-    """One segment, the way recovery's ``_replay_segment`` walks it (without applying)."""
-    buf = seg.path.read_bytes()
-    report = SegmentReport(seg.path.name, str(seg.path), seg.first_lsn, None, 0, len(buf), 0)
-    try:
-        first = decode_header(buf)
-    except FrameError as exc:
-        report.damage = Damage(0, f"segment header: {exc.reason}")
-        return _Scan(report, buf, None, seg.first_lsn, report.damage, True)
-    report.valid_bytes = HEADER_SIZE
-    next_lsn = first
-    reader = RecordReader(buf, HEADER_SIZE)
-    damage: Damage | None = None
-    may_be_torn = False
-    for offset, lsn, rtype, payload in reader:
-        if lsn != next_lsn:
-            what = "duplicate lsn" if lsn < next_lsn else "lsn out of order"
-            damage = Damage(offset, f"record lsn {lsn} where {next_lsn} belongs ({what})")
-            break
-        if rtype != RT_OPS:
-            damage = Damage(offset, f"unknown record type {rtype}")
-            break
-        if lsn > snapshot_lsn:
-            try:
-                unpack(payload)
-            except ValueError as exc:
-                damage = Damage(offset, f"record {lsn} has a valid CRC but does not decode: "
-                                f"{exc}")
-                break
-        report.records += 1
-        report.last_lsn = lsn
-        report.valid_bytes = reader.end
-        next_lsn += 1
-    else:
-        if reader.damage is not None:
-            damage = Damage(reader.damage.offset, reader.damage.reason)
-            may_be_torn = True
-    report.damage = damage
-    return _Scan(report, buf, first, next_lsn, damage, may_be_torn)
+def _segment_problem(plan: Plan) -> Problem | None:
+    """The walk's verdict as a problem, worded for people (what a start does about it)."""
+    verdict = plan.verdict
+    if verdict.kind == "clean" or verdict.path is None:
+        return None
+    if verdict.kind == "corrupt":
+        return Problem("corruption", verdict.path, verdict.offset, verdict.reason, True)
+    for action in plan.actions:
+        if isinstance(action, DropTornFile):
+            return Problem("torn_tail", verdict.path, 0, verdict.reason + (
+                f"; the file never held a record and is removed ({action.size} bytes)"), False)
+        if isinstance(action, TruncateTorn):
+            return Problem("torn_tail", verdict.path, verdict.offset, verdict.reason + (
+                f"; {action.cut} bytes are cut off at start"), False)
+    raise AssertionError(f"torn verdict without its action: {plan.actions}")
 
 
 def _leftovers(data_dir: Path) -> list[str]:
@@ -331,72 +297,19 @@ def inspect(data_dir: Path, *, check_lock: bool = True) -> Inspection:
                 "; not used while a newer snapshot is valid, but no longer a fallback"), False))
     snapshot_reports = [reports[s.path.name] for s in snaps]
 
-    # Segments in LSN order, with recovery's rules (wal/recovery.py, _Recovery.replay).
+    # Segments in LSN order, walked by recovery's own walker (wal/walk.py), applying nothing.
     segments = list_segments(data_dir)
-    seg_reports: list[SegmentReport] = []
-    need = snapshot_lsn + 1
-    expected: int | None = None
-    stopped = False
-    for index, seg in enumerate(segments):
-        is_last = index == len(segments) - 1
-        scan = _scan_segment(seg, snapshot_lsn)
-        seg_reports.append(scan.report)
-        if stopped:
-            continue
-        path = str(seg.path)
-        if not scan.buf:
-            notes.append(f"empty segment file {seg.path.name} (removed at start)")
-            continue
-        if scan.first is None:
-            damage = scan.report.damage
-            assert damage is not None
-            if is_last and find_valid_record_after(scan.buf, 0,
-                                                   (expected or seg.first_lsn) - 1) is None:
-                problems.append(Problem("torn_tail", path, 0, damage.reason + (
-                    f"; the file never held a record and is removed ({len(scan.buf)} bytes)"),
-                    False))
-            else:
-                problems.append(Problem("corruption", path, 0, damage.reason, True))
-            stopped = True
-            continue
-        first = scan.first
-        if first != seg.first_lsn:
-            problems.append(Problem("corruption", path, 0, f"header says first lsn {first}, "
-                                    f"the file name says {seg.first_lsn}", True))
-            stopped = True
-            continue
-        lowest = expected if expected is not None else 1
-        if expected is not None and first < expected:
-            problems.append(Problem("corruption", path, 0, f"first lsn {first} but the previous "
-                                    f"segment ended at {expected - 1} (duplicate lsn)", True))
-            stopped = True
-            continue
-        if first > max(lowest, need):
-            problems.append(Problem("corruption", path, 0, f"lsn gap: records "
-                                    f"{max(lowest, need)}..{first - 1} are missing", True))
-            stopped = True
-            continue
-        if expected is not None and first > expected:
-            notes.append(f"records {lowest}..{first - 1} are missing before {seg.path.name}; "
-                         f"the snapshot at lsn {snapshot_lsn} covers them")
-        expected = scan.next_lsn
-        damage = scan.damage
-        if damage is None:
-            continue
-        later = len(segments) - index - 1
-        if is_last and scan.may_be_torn:
-            found = find_valid_record_after(scan.buf, damage.offset, scan.next_lsn - 1)
-            if found is None:
-                problems.append(Problem("torn_tail", path, damage.offset, damage.reason + (
-                    f"; {len(scan.buf) - damage.offset} bytes are cut off at start"), False))
-                continue
-            reason = damage.reason + f"; an intact record (lsn > {scan.next_lsn - 1}) " \
-                                     f"follows at {found}"
-        else:
-            reason = damage.reason + (f"; {later} later segment(s) follow" if later else "")
-        problems.append(Problem("corruption", path, damage.offset, reason, True))
-        stopped = True
-    last_lsn = max(snapshot_lsn, expected - 1) if expected is not None else snapshot_lsn
+    plan = walk(segments, lambda seg: seg.path.read_bytes(), snapshot_lsn, scan_all=True)
+    seg_reports = [_segment_report(scan) for scan in plan.scans]
+    for action in plan.actions:
+        if isinstance(action, RemoveEmpty):
+            notes.append(f"empty segment file {action.segment.path.name} (removed at start)")
+        elif isinstance(action, Note):
+            notes.append(action.message)
+    problem = _segment_problem(plan)
+    if problem is not None:
+        problems.append(problem)
+    last_lsn = plan.last_lsn
     return Inspection(str(data_dir), lock_holder(data_dir) if check_lock else None,
                       snapshot_reports, seg_reports, snapshot_lsn, last_lsn, problems, notes)
 
