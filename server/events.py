@@ -124,6 +124,8 @@ class EventHub:
         #: every event with a key above this is known (retained or not yet published)
         self._horizon: Key = (start_lsn, LAST)
         self._new = trio.Event()
+        #: every event of a record up to this LSN has been published
+        self.released_lsn = start_lsn
         self._streams: set[EventStream] = set()
         self.closed = False
         #: called with each released run of events, in order (the webhook); must not block
@@ -145,6 +147,9 @@ class EventHub:
 
     def release(self, durable_lsn: int) -> None:
         """Publish every staged event of records up to ``durable_lsn``."""
+        # Records up to here are staged before this call (staging happens at submit), so after
+        # it every event of a record <= released_lsn is in the ring.
+        self.released_lsn = max(self.released_lsn, durable_lsn)
         pending = self._pending
         if not pending or pending[0][0] > durable_lsn:
             return

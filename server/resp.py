@@ -366,23 +366,26 @@ class RespServer:
             try:
                 batch = parser.commands()
             except ProtocolError as exc:
-                self.protocol_errors += 1
-                await self._flush(conn, raw)
-                await _send_all(raw, ErrorReply("ERR", f"protocol error: {exc}").encode())
+                await self._protocol_error(conn, raw, exc)
                 return
             i, n = 0, len(batch)
-            while i < n:
-                i = self._run(conn, batch, i)
-                if i < n and not conn.closing:
+            while i < n and not conn.closing:
+                i, awaiting = self._run(conn, batch, i)
+                if i < n:
                     await self._flush(conn, raw)  # what came before is answered first
-                    row = self._row(batch[i])
-                    if row is not None and row.async_handler is not None:
-                        self.calls[row.name] += 1
-                        conn.out.append(await row.async_handler(self, conn, batch[i]))
-                        i += 1
-                if conn.closing:
-                    break
+                if awaiting is not None:
+                    # _run checked the connection may run it (auth) before handing it over.
+                    self.calls[awaiting.name] += 1
+                    assert awaiting.async_handler is not None
+                    conn.out.append(await awaiting.async_handler(self, conn, batch[i]))
+                    i += 1
             await self._flush(conn, raw)
+            if parser.failed:  # broken input after the commands just answered: answer it now
+                try:
+                    parser.commands()
+                except ProtocolError as exc:
+                    await self._protocol_error(conn, raw, exc)
+                return
             # Under a flood recv never has to wait, and so never yields: give the others a turn
             # now and then. (An unpipelined client yields in wait_readable after every reply.)
             unyielded += 1
@@ -390,13 +393,13 @@ class RespServer:
                 unyielded = 0
                 await trio.lowlevel.checkpoint()
 
-    def _row(self, argv: list[bytes]) -> Row | None:
-        return COMMANDS.get(argv[0]) or COMMANDS.get(argv[0].upper())
-
-    def _run(self, conn: Connection, batch: list[list[bytes]], start: int) -> int:
+    def _run(self, conn: Connection, batch: list[list[bytes]],
+             start: int) -> tuple[int, Row | None]:
         """Run the commands of ``batch`` from ``start`` on, appending their replies, until one
-        needs to await (``EVENTS.READ``) or the pending output is large; return where it
-        stopped."""
+        needs to await (``EVENTS.READ``) or the pending output is large.
+
+        Returns where it stopped and, if it stopped at a command that awaits (and that this
+        connection may run), that command's row for the caller to run."""
         table = COMMANDS
         calls = self.calls
         out = conn.out
@@ -421,7 +424,7 @@ class RespServer:
                 reply = self._unknown(argv)
             elif row.handler is None and (conn.authed or row.open):
                 calls["check"] += checks
-                return i  # a command that awaits: the caller runs it
+                return i, row  # a command that awaits: the caller runs it
             else:
                 calls[row.name] += 1
                 if not conn.authed and not row.open:
@@ -435,9 +438,16 @@ class RespServer:
             size += len(reply)
             if size > OUTPUT_FLUSH or conn.closing:
                 calls["check"] += checks
-                return i + 1
+                return i + 1, None
         calls["check"] += checks
-        return len(batch)
+        return len(batch), None
+
+    async def _protocol_error(self, conn: Connection, raw: socket.socket,
+                              exc: ProtocolError) -> None:
+        """Answer what came before, then the error; the caller closes the connection."""
+        self.protocol_errors += 1
+        await self._flush(conn, raw)
+        await _send_all(raw, ErrorReply("ERR", f"protocol error: {exc}").encode())
 
     async def _flush(self, conn: Connection, raw: socket.socket) -> None:
         """Settle the pending writes, then send the pending replies in order."""
@@ -709,8 +719,9 @@ async def _events_read(srv: RespServer, conn: Connection, argv: list[bytes]) -> 
                 raise Refusal(f"syntax error (unknown option {_shown(argv[i])})", "syntax")
         roster = srv.roster
         hub = roster.events
-        last = (roster.wal.acked_lsn if argv[1] == b"$"
-                else int_from_text(argv[1], "last_lsn"))
+        # "$": everything after what is already published (not the log's acknowledged LSN:
+        # events of a just-acknowledged record may still be on their way to the ring).
+        last = hub.released_lsn if argv[1] == b"$" else int_from_text(argv[1], "last_lsn")
     except Refusal as exc:
         return srv._refused(key, exc)
     except ApiError as exc:
@@ -718,8 +729,9 @@ async def _events_read(srv: RespServer, conn: Connection, argv: list[bytes]) -> 
     found = hub.after_lsn(last, count, roster.wal.acked_lsn)
     if isinstance(found, list) and not found and block_ms is not None:
         with trio.move_on_after(block_ms / 1000 if block_ms else float("inf")):
-            await hub.wait(hub.next_pos)
-        found = hub.after_lsn(last, count, roster.wal.acked_lsn)
+            while isinstance(found, list) and not found and not hub.closed:
+                await hub.wait(hub.next_pos)
+                found = hub.after_lsn(last, count, roster.wal.acked_lsn)
         if isinstance(found, list) and not found:
             return srv.nil(conn)
     if isinstance(found, int):
@@ -777,6 +789,7 @@ def _hello(srv: RespServer, conn: Connection, argv: list[bytes]) -> bytes:
     """``HELLO [protover [AUTH user token] [SETNAME name]]``: switch protocol, answer the map."""
     args = argv[1:]
     proto = 3 if conn.resp3 else 2
+    name = conn.name
     try:
         if args:
             if args[0] not in (b"2", b"3"):
@@ -789,7 +802,7 @@ def _hello(srv: RespServer, conn: Connection, argv: list[bytes]) -> bytes:
                     _authenticate(srv, conn, args[i + 1: i + 3])
                     i += 3
                 elif option == b"SETNAME" and i + 1 < len(args):
-                    conn.name = _text(args[i + 1])
+                    name = _text(args[i + 1])  # kept only if the whole HELLO succeeds
                     i += 2
                 else:
                     raise Refusal(f"syntax error in HELLO option {_shown(args[i])}", "syntax")
@@ -801,6 +814,7 @@ def _hello(srv: RespServer, conn: Connection, argv: list[bytes]) -> bytes:
     except Refusal as exc:
         return srv._refused("hello", exc)
     conn.resp3 = proto == 3
+    conn.name = name
     return encode({"server": "roster", "version": VERSION, "proto": proto, "id": conn.id,
                    "mode": "standalone", "role": "master", "modules": []}, conn.resp3)
 

@@ -148,6 +148,11 @@ class RequestParser:
         self._error: ProtocolError | None = None
 
     @property
+    def failed(self) -> bool:
+        """True once the input is broken: the next ``commands()`` raises the error."""
+        return self._error is not None
+
+    @property
     def buffered(self) -> int:
         """Bytes fed but not yet returned as commands."""
         return len(self._buf) - self._pos + self._chunks_len + self._partial

@@ -823,15 +823,12 @@ def test_noauth_until_auth(shared_server: ServerProcess, api: httpx.Client) -> N
         conn.disconnect()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: when the replies of one received chunk pass OUTPUT_FLUSH (1 MiB), "
-    "RespServer._serve runs the next command's async handler (EVENTS.READ) without the auth "
-    "check that _run applies, so an unauthenticated client can read the presence events"))
 def test_no_events_read_before_auth_even_after_a_large_output(
         shared_server: ServerProcess) -> None:
     """Unknown commands are answered before AUTH (as in Redis); enough of them in one chunk make
     more than 1 MiB of replies, which the server flushes mid-chunk. The ``EVENTS.READ`` right
-    after them must still be refused with NOAUTH."""
+    after them must still be refused with NOAUTH. (It once was not: the command after a
+    mid-chunk flush skipped the auth check.)"""
     refusal = b"-ERR unknown command 'X'\r\n"
     n = 1024 * 1024 // len(refusal) + 1  # the n-th refusal crosses the 1 MiB flush threshold
     answers = []
@@ -844,10 +841,8 @@ def test_no_events_read_before_auth_even_after_a_large_output(
     assert answers == [Err("NOAUTH Authentication required.")] * 3, answers
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: _hello applies SETNAME before it checks authentication, so a HELLO refused "
-    "with NOAUTH still names the connection"))
 def test_refused_hello_changes_nothing(wire: Wire) -> None:
+    # A HELLO refused with NOAUTH once still named the connection.
     refused = wire.call("HELLO", 3, "SETNAME", "sneaky")
     assert isinstance(refused, Err) and refused.startswith("NOAUTH"), refused
     assert wire.call("AUTH", TOKEN) == Simple("OK")
