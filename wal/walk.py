@@ -144,6 +144,7 @@ class DropTornFile:
     segment: SegmentFile
     size: int
     reason: str
+    """What is wrong with the header (the verdict's reason says "segment header: " first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +347,7 @@ def walk(
             if is_last:
                 found = find_valid_record_after(buf, 0, (expected or seg.first_lsn) - 1)
                 if found is None:
-                    plan.actions.append(DropTornFile(seg, len(buf), reason))
+                    plan.actions.append(DropTornFile(seg, len(buf), exc.reason))
                     plan.verdict = Verdict("torn", str(seg.path), 0, reason)
                     break
                 reason += f"; an intact record (lsn > {(expected or seg.first_lsn) - 1}) " \
