@@ -62,7 +62,6 @@ class UidTableLoader:
             self.table.extend(map(sys.intern, chunk["uids"]))
             return
         state = self.state
-        channels = state.channels
         get = self.table.__getitem__
         for cid, ctype, flags, created, updated, expires, subs, wl, bl in chunk["rows"]:
             ch = Channel(created)
@@ -75,11 +74,7 @@ class UidTableLoader:
                 ch.whitelist = set(map(get, wl))
             if bl:
                 ch.blacklist = set(map(get, bl))
-            old = channels.get((cid, ctype))
-            if old is not None:
-                state._forget(old)
-            channels[(sys.intern(cid), ctype)] = ch
-            state._remember(ch)
+            state._put_loaded(cid, ctype, ch)
 
 
 def _time_load(payloads: list[bytes], make_loader: Callable[[State], Callable[[Any], None]],

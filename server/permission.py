@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from server.state import PERSON, State
+from server.state import NO_TABLE, PERSON, SHARD_MASK, State
 
 SUCCESS: Final = 1
 SUBSCRIBER_NOT_EXIST: Final = 3
@@ -49,18 +49,18 @@ REASON_NAMES: Final[dict[int, str]] = {
 def decide(state: State, from_uid: str, channel_id: str, channel_type: int, now_ms: int) -> int:
     """The reason code for one send attempt; ``SUCCESS`` (1) means allowed.
 
-    ``now_ms`` only matters for temporary channels (an expired one counts as missing).
+    ``now_ms`` only matters for temporary channels (an expired one counts as missing). Each
+    channel lookup is ``table[hash(id) & SHARD_MASK].get(id)``: one dict probe (``State`` keeps a
+    channel type's table in shards).
     """
-    channels = state.channels
     is_system = from_uid in state.system_uids
-    own = channels.get((from_uid, PERSON))
-    if own is not None and own.send_ban and not is_system:
+    if from_uid in state.send_banned and not is_system:  # own person channel has send_ban=1
         return SEND_BAN
 
     if channel_type == PERSON:
         if is_system or from_uid == channel_id:
             return SUCCESS
-        receiver = channels.get((channel_id, PERSON))
+        receiver = state.persons[hash(channel_id) & SHARD_MASK].get(channel_id)
         if receiver is None:
             return SUCCESS
         if from_uid in receiver.blacklist:
@@ -70,7 +70,7 @@ def decide(state: State, from_uid: str, channel_id: str, channel_type: int, now_
             return NOT_IN_WHITELIST
         return SUCCESS
 
-    ch = channels.get((channel_id, channel_type))
+    ch = state.tables.get(channel_type, NO_TABLE)[hash(channel_id) & SHARD_MASK].get(channel_id)
     if ch is None or (ch.expires_at and ch.expires_at <= now_ms):
         return CHANNEL_NOT_EXIST
     if ch.disband:

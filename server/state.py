@@ -14,6 +14,13 @@ Design notes
 * **apply never rejects.** Validation (does the channel exist, is the uid well formed) happens
   in the command layer (``server/commands.py``) *before* a batch is built; an op that finds no
   channel creates it, so replay can never fail half-way through a record.
+* **Layout for the decision** (``server/permission.py``, bench/RESULTS.md §1): channels live in
+  one table per channel type keyed by the id string (no ``(id, type)`` tuple to build, hash and
+  dereference per lookup). A table is ``SHARDS`` dicts picked by ``hash(id) & SHARD_MASK``, so a
+  snapshot copies one shard's keys at a time (copying a million keys at once blocked the event
+  loop 25-40 ms). ``send_banned`` holds the uids whose own person channel has ``send_ban=1``
+  (rule 1 of the decision), kept by ``ch_put``/``ch_del``/snapshot loads, so the decision tests a
+  small set instead of probing the person table for every sender.
 * Memory: empty white/black lists share one frozenset; uids are interned so a uid that is in
   many sets is stored once.
 """
@@ -21,7 +28,7 @@ Design notes
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from server import ops as op_names
@@ -32,6 +39,10 @@ from server.presence import Presence, StatusNote
 PERSON: Final = 1
 GROUP: Final = 2
 TEMP: Final = 8
+
+#: dicts per channel-type table; a power of two (the shard is ``hash(id) & SHARD_MASK``)
+SHARDS: Final = 64
+SHARD_MASK: Final = SHARDS - 1
 
 ChannelKey = tuple[str, int]
 Batch = tuple[int, Sequence[Sequence[Any]]]
@@ -79,6 +90,18 @@ class Channel:
         return {name: getattr(self, name) for name in FLAG_NAMES}
 
 
+#: one channel type's channels: ``SHARDS`` dicts, channel id -> Channel
+Table = list[dict[str, Channel]]
+
+
+def new_table() -> Table:
+    return [{} for _ in range(SHARDS)]
+
+
+#: the table of a channel type no channel has used yet (never written to)
+NO_TABLE: Final[Table] = new_table()
+
+
 def _replace(uids: Iterable[str]) -> set[str] | frozenset[str]:
     members = {_intern(u) for u in uids}
     return members if members else _EMPTY
@@ -100,12 +123,46 @@ def _discard(current: set[str] | frozenset[str], uids: Iterable[str]) -> set[str
     return current if current else _EMPTY
 
 
+class ChannelsView(Mapping[ChannelKey, Channel]):
+    """Read-only ``(channel_id, channel_type) -> Channel`` view over the per-type tables, for
+    tools, tests and benchmarks. Hot paths use ``State.tables`` directly."""
+
+    def __init__(self, tables: dict[int, Table]) -> None:
+        self._tables = tables
+
+    def __getitem__(self, key: ChannelKey) -> Channel:
+        cid, ctype = key
+        return self._tables.get(ctype, NO_TABLE)[hash(cid) & SHARD_MASK][cid]
+
+    def __contains__(self, key: object) -> bool:
+        if not (isinstance(key, tuple) and len(key) == 2):
+            return False
+        cid, ctype = key
+        return cid in self._tables.get(ctype, NO_TABLE)[hash(cid) & SHARD_MASK]
+
+    def __iter__(self) -> Iterator[ChannelKey]:
+        for ctype, table in list(self._tables.items()):
+            for shard in table:
+                for cid in list(shard):
+                    yield (cid, ctype)
+
+    def __len__(self) -> int:
+        return sum(len(shard) for table in self._tables.values() for shard in table)
+
+
 class State:
     """All channel state. Read the attributes freely; change them only through :meth:`apply`."""
 
     def __init__(self, system_uids: Iterable[str] = ()) -> None:
-        self.channels: dict[ChannelKey, Channel] = {}
+        #: channel type -> its table (created on first use; the three named types always exist)
+        self.tables: dict[int, Table] = {PERSON: new_table(), GROUP: new_table(),
+                                         TEMP: new_table()}
+        self.persons = self.tables[PERSON]
+        #: uids whose own person channel has send_ban=1 (rule 1 of the decision)
+        self.send_banned: set[str] = set()
         self.system_uids: set[str] = {_intern(u) for u in system_uids}
+        #: every channel by ``(id, type)``, read-only
+        self.channels = ChannelsView(self.tables)
         #: total members per list kind over all channels (what /metrics reports)
         self.sizes = {"subscribers": 0, "whitelist": 0, "blacklist": 0}
         o = op_names
@@ -126,25 +183,35 @@ class State:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def shard(self, channel_id: str, channel_type: int) -> dict[str, Channel]:
+        """The dict that holds (or would hold) the channel (a shared empty one for unused
+        types: read it, never write it)."""
+        return self.tables.get(channel_type, NO_TABLE)[hash(channel_id) & SHARD_MASK]
+
     def get(self, channel_id: str, channel_type: int, now_ms: int) -> Channel | None:
         """The live channel, or None if it does not exist (or is an expired temporary channel)."""
-        ch = self.channels.get((channel_id, channel_type))
+        ch = self.shard(channel_id, channel_type).get(channel_id)
         if ch is None or (ch.expires_at and ch.expires_at <= now_ms):
             return None
         return ch
 
+    def exists(self, channel_id: str, channel_type: int) -> bool:
+        """True if the channel is held, live or expired (a ``ch_del`` would remove something)."""
+        return channel_id in self.shard(channel_id, channel_type)
+
     def expired_temp_channels(self, now_ms: int, limit: int = 1000) -> list[str]:
         """Ids of temporary channels whose TTL has passed (in memory until purged)."""
         found = []
-        for (cid, ctype), ch in self.channels.items():
-            if ctype == TEMP and ch.expires_at and ch.expires_at <= now_ms:
-                found.append(cid)
-                if len(found) >= limit:
-                    break
+        for shard in self.tables[TEMP]:
+            for cid, ch in shard.items():
+                if ch.expires_at and ch.expires_at <= now_ms:
+                    found.append(cid)
+                    if len(found) >= limit:
+                        return found
         return found
 
     def counts(self) -> dict[str, int]:
-        """Sizes for /metrics, O(1): membership totals are kept up to date by every op."""
+        """Sizes for /metrics: membership totals are kept up to date by every op."""
         return {"channels": len(self.channels), **self.sizes,
                 "system_uids": len(self.system_uids)}
 
@@ -186,11 +253,17 @@ class State:
         """True if ``op`` names a known operation (used when replaying a log from another build)."""
         return bool(op) and op[0] in self._ops
 
+    def _shard_for_write(self, channel_id: str, channel_type: int) -> dict[str, Channel]:
+        table = self.tables.get(channel_type)
+        if table is None:
+            table = self.tables[channel_type] = new_table()
+        return table[hash(channel_id) & SHARD_MASK]
+
     def _touch(self, channel_id: str, channel_type: int, now_ms: int) -> Channel:
-        key = (_intern(channel_id), channel_type)
-        ch = self.channels.get(key)
+        shard = self._shard_for_write(channel_id, channel_type)
+        ch = shard.get(channel_id)
         if ch is None:
-            ch = self.channels[key] = Channel(now_ms)
+            ch = shard[_intern(channel_id)] = Channel(now_ms)
         else:
             ch.updated_at = now_ms
         return ch
@@ -201,11 +274,21 @@ class State:
         for name, value in flags.items():
             if name in FLAG_NAMES:
                 setattr(ch, name, int(value))
+        if channel_type == PERSON:
+            self._note_send_ban(channel_id, ch.send_ban)
+
+    def _note_send_ban(self, uid: str, send_ban: int) -> None:
+        if send_ban:
+            self.send_banned.add(_intern(uid))
+        else:
+            self.send_banned.discard(uid)
 
     def _ch_del(self, now_ms: int, channel_id: str, channel_type: int) -> None:
-        ch = self.channels.pop((channel_id, channel_type), None)
+        ch = self.shard(channel_id, channel_type).pop(channel_id, None)
         if ch is not None:
             self._forget(ch)
+            if channel_type == PERSON:
+                self.send_banned.discard(channel_id)
 
     def _list_op(
         self,
@@ -213,6 +296,7 @@ class State:
         change: Callable[[set[str] | frozenset[str], Iterable[str]], set[str] | frozenset[str]],
     ) -> Callable[..., None]:
         def op(now_ms: int, channel_id: str, channel_type: int, uids: Iterable[str]) -> None:
+            # A new person channel starts with send_ban=0: send_banned needs no update.
             ch = self._touch(channel_id, channel_type, now_ms)
             before = len(getattr(ch, attr))
             after = change(getattr(ch, attr), uids)
@@ -222,13 +306,13 @@ class State:
         return op
 
     def _tmp_set(self, now_ms: int, channel_id: str, uids: Iterable[str], expires_at: int) -> None:
-        key = (_intern(channel_id), TEMP)
-        ch = self.channels.get(key)
+        shard = self._shard_for_write(channel_id, TEMP)
+        ch = shard.get(channel_id)
         if ch is None or (ch.expires_at and ch.expires_at <= now_ms):
             # An expired temporary channel is gone: a new subscriber_set starts a fresh one.
             if ch is not None:
                 self._forget(ch)
-            ch = self.channels[key] = Channel(now_ms)
+            ch = shard[_intern(channel_id)] = Channel(now_ms)
         ch.updated_at = now_ms
         self.sizes["subscribers"] -= len(ch.subscribers)
         ch.subscribers = _replace(uids)
@@ -236,9 +320,10 @@ class State:
         ch.expires_at = expires_at
 
     def _tmp_expire(self, now_ms: int, channel_id: str) -> None:
-        ch = self.channels.get((channel_id, TEMP))
+        shard = self.shard(channel_id, TEMP)
+        ch = shard.get(channel_id)
         if ch is not None and ch.expires_at and ch.expires_at <= now_ms:
-            del self.channels[(channel_id, TEMP)]
+            del shard[channel_id]
             self._forget(ch)
 
     def _sys_add(self, now_ms: int, uids: Iterable[str]) -> None:
@@ -252,40 +337,36 @@ class State:
     def snapshot_chunks(self, rows_per_chunk: int = 500) -> Iterator[object]:
         """Chunks that :meth:`load_chunk` turns back into this state.
 
-        Only the channel *keys* are copied now (one synchronous step: a list of references, no new
-        objects, so no garbage-collector pass over the whole state — copying ``items()`` made a
-        million tuples and stalled the loop for seconds); each chunk looks its rows up when it is
-        built, in one step too, so a set is never iterated while it changes. A channel deleted in
-        between is skipped. The result is fuzzy (rows may include later writes) and the log replay
-        after the snapshot's LSN makes it exact, because ops are blind writes.
+        Nothing per channel is copied now: each shard's *keys* are copied when the snapshot
+        reaches that shard (one step of ~1/64 of a type's channels: a list of references, no new
+        objects for the collector), and each chunk looks its rows up when it is built, in one
+        step too, so a set is never iterated while it changes. A channel deleted in between is
+        skipped, one created in between may be included. The result is fuzzy and the log replay
+        after the snapshot's LSN makes it exact, because ops are blind writes: a channel that
+        exists at the LSN and is not written after it is in its shard's key copy unchanged.
         """
-        channels = self.channels
-        keys = list(channels)
+        tables = [(ctype, table) for ctype, table in self.tables.items() if any(table)]
         system = sorted(self.system_uids)
+        total = len(self.channels)
         presence = self.presence.snapshot_chunks(rows_per_chunk)  # copied now, like the channels
 
         def chunks() -> Iterator[object]:
-            yield {"kind": "meta", "version": 1, "system_uids": system, "channels": len(keys)}
-            for start in range(0, len(keys), rows_per_chunk):
-                rows = []
-                for key in keys[start : start + rows_per_chunk]:
-                    ch = channels.get(key)
-                    if ch is None:
-                        continue
-                    rows.append(
-                        (
-                            key[0],
-                            key[1],
-                            (ch.ban, ch.disband, ch.send_ban, ch.allow_stranger, ch.large),
-                            ch.created_at,
-                            ch.updated_at,
-                            ch.expires_at,
-                            list(ch.subscribers),
-                            list(ch.whitelist),
-                            list(ch.blacklist),
-                        )
-                    )
-                yield {"kind": "channels", "rows": rows}
+            yield {"kind": "meta", "version": 1, "system_uids": system, "channels": total}
+            for ctype, table in tables:
+                for shard in table:
+                    keys = list(shard)
+                    for start in range(0, len(keys), rows_per_chunk):
+                        rows = []
+                        for cid in keys[start : start + rows_per_chunk]:
+                            ch = shard.get(cid)
+                            if ch is None:
+                                continue
+                            rows.append((cid, ctype, (ch.ban, ch.disband, ch.send_ban,
+                                                      ch.allow_stranger, ch.large),
+                                         ch.created_at, ch.updated_at, ch.expires_at,
+                                         list(ch.subscribers), list(ch.whitelist),
+                                         list(ch.blacklist)))
+                        yield {"kind": "channels", "rows": rows}
             yield from presence
 
         return chunks()
@@ -308,15 +389,21 @@ class State:
                 ch.subscribers = _replace(subs)
                 ch.whitelist = _replace(wl)
                 ch.blacklist = _replace(bl)
-                old = self.channels.get((cid, ctype))
-                if old is not None:
-                    self._forget(old)
-                self.channels[(_intern(cid), ctype)] = ch
-                self._remember(ch)
+                self._put_loaded(cid, ctype, ch)
         elif kind in PRESENCE_CHUNK_KINDS:
             self.presence.load_chunk(chunk)
         else:
             raise ValueError(f"unknown snapshot chunk kind {kind!r}")
+
+    def _put_loaded(self, channel_id: str, channel_type: int, ch: Channel) -> None:
+        shard = self._shard_for_write(channel_id, channel_type)
+        old = shard.get(channel_id)
+        if old is not None:
+            self._forget(old)
+        shard[_intern(channel_id)] = ch
+        self._remember(ch)
+        if channel_type == PERSON and (ch.send_ban or old is not None):
+            self._note_send_ban(channel_id, ch.send_ban)
 
     def as_plain(self) -> dict[str, Any]:
         """Everything as plain dicts/sets: what tests compare before and after a restart."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bench.breakdown import VARIANTS
 from server.permission import (
     BAN,
     CHANNEL_NOT_EXIST,
@@ -110,3 +111,59 @@ def test_runtime_system_account() -> None:
     assert decide(state, "alice", "g", 2, NOW) == SUCCESS
     state.apply((NOW, [("sys_rm", ["alice"])]))
     assert decide(state, "alice", "g", 2, NOW) == BAN
+
+
+# -- the decision over the per-type tables and the send_banned set -------------------------------
+
+LAYOUT_CASES: list[tuple[str, list[tuple[Any, ...]], str, str, int, int]] = [
+    ("own send_ban lifted", [*GROUP, ("ch_put", "alice", 1, {"send_ban": 1}),
+                             ("ch_put", "alice", 1, {"send_ban": 0})], "alice", "g", 2, SUCCESS),
+    ("own person channel deleted", [*GROUP, ("ch_put", "alice", 1, {"send_ban": 1}),
+                                    ("ch_del", "alice", 1)], "alice", "g", 2, SUCCESS),
+    ("own person channel re-created", [*GROUP, ("ch_put", "alice", 1, {"send_ban": 1}),
+                                       ("ch_del", "alice", 1), ("wl_add", "alice", 1, ["x"])],
+     "alice", "g", 2, SUCCESS),
+    ("a list op keeps own send_ban", [*GROUP, ("ch_put", "alice", 1, {"send_ban": 1}),
+                                      ("bl_add", "alice", 1, ["x"])], "alice", "g", 2, SEND_BAN),
+    ("mute-all of a group is not the sender's ban",
+     [*GROUP, ("ch_put", "alice", 2, {"send_ban": 1}), ("ch_put", "g2", 2, {}),
+      ("sub_add", "g2", 2, ["alice"])], "alice", "g2", 2, SUCCESS),
+    ("same id, other type", [("ch_put", "g", 7, {}), ("sub_add", "g", 7, ["alice"])], "alice",
+     "g", 2, CHANNEL_NOT_EXIST),
+    ("type 7 behaves like a group", [("ch_put", "g", 7, {"ban": 1}),
+                                     ("sub_add", "g", 7, ["alice"])], "alice", "g", 7, BAN),
+    ("unused type", [], "alice", "g", 200, CHANNEL_NOT_EXIST),
+    ("temp re-created after expiry", [("tmp_set", "t", ["bob"], NOW - 1),
+                                      ("tmp_set", "t", ["alice"], NOW + 5)], "alice", "t", 8,
+     SUCCESS),
+    ("temp purged", [("tmp_set", "t", ["alice"], NOW), ("tmp_expire", "t")], "alice", "t", 8,
+     CHANNEL_NOT_EXIST),
+]
+
+
+@pytest.mark.parametrize(("ops", "sender", "cid", "ctype", "expected"),
+                         [c[1:] for c in LAYOUT_CASES], ids=[c[0] for c in LAYOUT_CASES])
+def test_decision_over_the_layout(ops: list[tuple[Any, ...]], sender: str, cid: str, ctype: int,
+                                  expected: int) -> None:
+    state = state_with(*ops, system=("sys",))
+    assert decide(state, sender, cid, ctype, NOW) == expected
+
+
+def test_decision_after_a_snapshot_round_trip() -> None:
+    """The loaded state decides like the original: ``send_banned`` is rebuilt from the rows."""
+    for _name, ops, sender, cid, ctype, expected in CASES + LAYOUT_CASES:
+        state = state_with(*ops, system=("sys",))
+        copy = State()
+        for chunk in state.snapshot_chunks(rows_per_chunk=2):
+            copy.load_chunk(chunk)
+        assert decide(copy, sender, cid, ctype, NOW) == expected, _name
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_breakdown_variants_follow_the_rule_table(variant: str) -> None:
+    """``bench/breakdown.py`` times candidate decisions; each must answer every case as
+    ``decide`` does, so a benchmark never measures a different rule order."""
+    fn = VARIANTS[variant]
+    for name, ops, sender, cid, ctype, expected in CASES + LAYOUT_CASES:
+        state = state_with(*ops, system=("sys",))
+        assert fn(state, sender, cid, ctype, NOW) == expected, name
