@@ -7,7 +7,9 @@
 2. **replay**: ``records`` realistic mutation records (half ``wl_set`` of 2 uids, half ``sub_add``
    of 10) are written with ``--fsync none``, then ``wal.recover`` reads them back: applying to a
    fresh ``State`` (the server's restart path), the same with the cyclic GC off (to show its
-   share), and with a no-op apply (framing, CRC and msgpack alone).
+   share), the same with a progress hook (to show it costs nothing), with a no-op apply
+   (framing, CRC and msgpack alone: the walker's own share), and ``State.apply`` alone over the
+   already decoded records (the engine's share, the floor for any walker).
 3. **snapshot**: the generated state (1M channels x 10 members by default) is snapshotted through
    ``WriteAheadLog.snapshot(lsn, state.snapshot_chunks())`` while a trio task sleeps 1 ms in a
    loop and records how late it wakes: the worst lateness is the longest the event loop was
@@ -22,10 +24,15 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
+import json
 import shutil
+import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +42,10 @@ import trio.lowlevel
 from bench.common import Record, Stopwatch, log, new_record, percentile, table
 from bench.gen import Shape, generate, memberships
 from server.state import GROUP, State
-from wal import FsyncPolicy, WriteAheadLog, recover
+from wal import FsyncPolicy, RecoveryProgress, WriteAheadLog, pack, recover
+from wal.codec import unpack
+
+Recover = Callable[..., Any]
 
 
 def _batch(i: int) -> tuple[int, list[tuple[Any, ...]]]:
@@ -99,11 +109,13 @@ async def _write_records(data_dir: Path, count: int) -> float:
     return time.perf_counter() - t0
 
 
-def _replay(data_dir: Path, apply: bool, gc_off: bool = False) -> dict[str, float]:
+def _replay(data_dir: Path, apply: bool, gc_off: bool = False, progress: bool = False,
+            recover_fn: Recover = recover) -> dict[str, float]:
     state = State()
     was = gc.isenabled()
     if gc_off:
         gc.disable()
+    ticks: list[RecoveryProgress] = []
 
     def apply_record(lsn: int, obj: object) -> None:
         state.apply(obj)  # type: ignore[arg-type]
@@ -111,17 +123,110 @@ def _replay(data_dir: Path, apply: bool, gc_off: bool = False) -> dict[str, floa
     def ignore(lsn: int, obj: object) -> None:
         pass
 
+    extra: dict[str, Any] = {"progress": ticks.append} if progress else {}
     try:
-        report = recover(data_dir, load_snapshot_chunk=state.load_chunk,
-                         apply_record=apply_record if apply else ignore, log=lambda m: None)
+        report = recover_fn(data_dir, load_snapshot_chunk=state.load_chunk,
+                            apply_record=apply_record if apply else ignore, log=lambda m: None,
+                            **extra)
     finally:
         if was:
             gc.enable()
-    return {
+    out = {
         "records": report.records_replayed,
         "seconds": report.elapsed_s,
         "records_per_s": report.records_replayed / report.elapsed_s if report.elapsed_s else 0.0,
     }
+    if progress:
+        out["progress_calls"] = len(ticks)
+    return out
+
+
+def _apply_only(records: int) -> dict[str, float]:
+    """``State.apply`` alone, GC off, over the bench's records already decoded (as msgpack hands
+    them back: lists): what the engine costs however fast the walker gets."""
+    batches = [unpack(pack(_batch(i))) for i in range(records)]
+    state = State()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        apply = state.apply
+        t0 = time.perf_counter()
+        for batch in batches:
+            apply(batch)  # type: ignore[arg-type]
+        seconds = time.perf_counter() - t0
+    finally:
+        if was:
+            gc.enable()
+    return {"records": records, "seconds": seconds, "records_per_s": records / seconds}
+
+
+def _reference_recover() -> Recover | None:
+    """The walk recovery had before wal/walk.py, frozen in the tests, for a same-run "before"."""
+    try:
+        from tests.wal.reference_walk import recover as reference
+    except ImportError:
+        return None
+    return reference
+
+
+def replay_compare(records: int, rounds: int) -> Record:
+    """``--replay-only``: the new walker and the frozen old one on the same files, in the same
+    process, alternating, ``rounds`` times each; best and median of each."""
+    rec = new_record("wal_replay", False, {"records": records, "rounds": rounds})
+    root = Path(tempfile.mkdtemp(prefix="roster-bench-replay-"))
+    reference = _reference_recover()
+    variants: dict[str, Callable[[], dict[str, float]]] = {
+        "new_apply_gc_off": lambda: _replay(root, apply=True, gc_off=True),
+        "new_apply_gc_off_progress": lambda: _replay(root, apply=True, gc_off=True,
+                                                     progress=True),
+        "new_read_only": lambda: _replay(root, apply=False, gc_off=True),
+        "apply_only": lambda: _apply_only(records),
+    }
+    if reference is not None:
+        variants["old_apply_gc_off"] = lambda: _replay(root, apply=True, gc_off=True,
+                                                       recover_fn=reference)
+        variants["old_read_only"] = lambda: _replay(root, apply=False, gc_off=True,
+                                                    recover_fn=reference)
+    else:
+        rec["notes"].append("tests.wal.reference_walk not importable: no old-walk figures")
+    try:
+        log(f"wal replay: writing {records:,} records")
+        trio.run(_write_records, root, records)
+        rec["results"]["replay_bytes"] = sum(p.stat().st_size for p in (root / "wal").glob("*"))
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+        for r in range(rounds):
+            for name, fn in variants.items():
+                gc.collect()
+                runs[name].append(fn())
+            log(f"wal replay: round {r + 1}/{rounds} done")
+        for name, results in runs.items():
+            rates = [x["records_per_s"] for x in results]
+            rec["results"][name] = {"best_records_per_s": max(rates),
+                                    "median_records_per_s": statistics.median(rates),
+                                    "runs": results}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return rec
+
+
+def print_replay_compare(rec: Record, out: Any = None) -> None:
+    r = rec["results"]
+    names = [n for n in ("old_apply_gc_off", "new_apply_gc_off", "new_apply_gc_off_progress",
+                         "old_read_only", "new_read_only", "apply_only") if n in r]
+    rows = [(name, r[name]["best_records_per_s"], r[name]["median_records_per_s"])
+            for name in names]
+    table(f"wal replay, {rec['params']['records']:,} records ({r['replay_bytes'] / 1e6:.1f} MB), "
+          f"{rec['params']['rounds']} alternating rounds, GC off",
+          ("what", "best records/s", "median records/s"), rows, out)
+    ratios = []
+    for new, old in (("new_apply_gc_off", "old_apply_gc_off"),
+                     ("new_read_only", "old_read_only")):
+        if new in r and old in r:
+            ratios.append((f"{new} / {old}",
+                           r[new]["best_records_per_s"] / r[old]["best_records_per_s"],
+                           r[new]["median_records_per_s"] / r[old]["median_records_per_s"]))
+    if ratios:
+        table("ratios (same run, same files)", ("what", "best", "median"), ratios, out)
 
 
 # -- snapshot with the lag monitor --------------------------------------------------------------
@@ -236,7 +341,12 @@ def run(shape: Shape, records: int, seconds: float, policies: list[FsyncPolicy],
         gc.collect()
         res["replay_apply_gc_off"] = _replay(replay_dir, apply=True, gc_off=True)
         gc.collect()
+        res["replay_apply_gc_off_progress"] = _replay(replay_dir, apply=True, gc_off=True,
+                                                      progress=True)
+        gc.collect()
         res["replay_no_apply"] = _replay(replay_dir, apply=False)
+        gc.collect()
+        res["replay_apply_only"] = _apply_only(records)
         shutil.rmtree(replay_dir)
 
         log(f"wal: generating {shape.channels:,} channels x {shape.members} for the snapshot")
@@ -274,9 +384,17 @@ def print_table(rec: Record, out: Any = None) -> None:
     rows = [
         ("replay with State.apply", ra["records"], ra["seconds"], ra["records_per_s"]),
         ("replay with State.apply, GC off", rg["records"], rg["seconds"], rg["records_per_s"]),
-        ("replay, no-op apply (frame+CRC+msgpack)", rn["records"], rn["seconds"],
-         rn["records_per_s"]),
     ]
+    if "replay_apply_gc_off_progress" in r:
+        rp = r["replay_apply_gc_off_progress"]
+        rows.append(("  the same with a progress hook", rp["records"], rp["seconds"],
+                     rp["records_per_s"]))
+    rows.append(("replay, no-op apply (frame+CRC+msgpack)", rn["records"], rn["seconds"],
+                 rn["records_per_s"]))
+    if "replay_apply_only" in r:
+        rs = r["replay_apply_only"]
+        rows.append(("State.apply alone, decoded records, GC off", rs["records"], rs["seconds"],
+                     rs["records_per_s"]))
     table(f"wal replay via wal.recover ({r['replay_bytes'] / 1e6:.1f} MB of segments; written "
           f"unsynced at {r['write_unsynced_records_per_s']:,.0f} rec/s)",
           ("what", "records", "seconds", "records/s"), rows, out)
@@ -310,3 +428,24 @@ def main(args: Any) -> Record:
     writer_counts = [int(w) for w in args.writers.split(",") if w.strip()]
     return run(Shape(channels=channels, members=args.members), records, seconds, policies,
                writer_counts, quick)
+
+
+def _cli(argv: list[str] | None = None) -> int:
+    """``python -m bench.walbench --replay-only [--records N] [--rounds R] [--json]``: only the
+    replay figures, old walk beside new (the full ``python -m bench wal`` has everything)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.walbench", description=_cli.__doc__)
+    parser.add_argument("--replay-only", action="store_true", required=True,
+                        help="measure replay only (new walker vs the frozen old walk)")
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print the record as JSON on stdout")
+    args = parser.parse_args(argv)
+    rec = replay_compare(args.records, args.rounds)
+    print_replay_compare(rec, sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps(rec, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli())

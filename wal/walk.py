@@ -226,10 +226,10 @@ def scan_records(
     overhead = RECORD_OVERHEAD
     limit = size - overhead  # a record header fits at pos <= limit
     pos = HEADER_SIZE
-    next_lsn = scan.first
+    first = next_lsn = scan.first
     replayed = 0
     every = progress.every if progress is not None and progress.hook is not None else 0
-    mark = next_lsn - scan.first + every if every else -1
+    mark = first + every if every else -1  # the next_lsn at which to report
     damage: Damage | None = None
     while pos <= limit:
         length, crc, lsn, rtype = unpack_head(view, pos)
@@ -257,7 +257,7 @@ def scan_records(
             replayed += 1
         next_lsn += 1
         pos = end
-        if next_lsn - scan.first == mark:
+        if next_lsn == mark:
             assert progress is not None
             progress.report(pos, replayed)
             mark += every
@@ -269,7 +269,7 @@ def scan_records(
             damage = Damage(exc.offset, exc.reason, True)
         else:  # pragma: no cover - the loop and decode_record disagree: a bug here
             raise AssertionError(f"record at {pos} is intact but the walk stopped there")
-    scan.records = next_lsn - scan.first
+    scan.records = next_lsn - first
     scan.last_lsn = next_lsn - 1 if scan.records else None
     scan.valid_end = pos
     scan.replayed = replayed
