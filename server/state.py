@@ -23,11 +23,20 @@ Design notes
   small set instead of probing the person table for every sender.
 * Memory: empty white/black lists share one frozenset; uids are interned so a uid that is in
   many sets is stored once.
+* **Snapshots**, format 2 (``snapshot_chunks``/``load_chunk``; format 1 still loads): a meta
+  chunk, ``channels`` chunks, one ``channels_end``, then the presence chunks. A channels chunk
+  (told from a format-1 one by its ``members`` key) carries the uids it is the first to use
+  (appended to a uid table that grows over the whole snapshot: each distinct uid is written and
+  interned once), its rows ``[id, type, flag bits, created_at, updated_at, expires_at,
+  n_subscribers, n_whitelist, n_blacklist]``, and ``members``: the rows' members as indexes into
+  the uid table, packed little-endian ``u32`` in row order (subscribers, whitelist, blacklist of
+  the first row, then the next row's...). Flag bit ``i`` is ``FLAG_NAMES[i]``.
 """
 
 from __future__ import annotations
 
 import sys
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
@@ -44,11 +53,20 @@ TEMP: Final = 8
 SHARDS: Final = 64
 SHARD_MASK: Final = SHARDS - 1
 
+#: snapshot state format written by :meth:`State.snapshot_chunks` (1 still loads)
+SNAPSHOT_VERSION: Final = 2
+
 ChannelKey = tuple[str, int]
 Batch = tuple[int, Sequence[Sequence[Any]]]
 
 _EMPTY: frozenset[str] = frozenset()
 _intern = sys.intern
+_BIG_ENDIAN: Final = sys.byteorder == "big"
+#: flag bits -> the five flag values in FLAG_NAMES order
+_FLAG_VALUES: Final = tuple(tuple((bits >> i) & 1 for i in range(len(FLAG_NAMES)))
+                            for bits in range(1 << len(FLAG_NAMES)))
+if array("I").itemsize != 4:  # pragma: no cover - every platform CPython supports today
+    raise ImportError("snapshot format 2 needs a 4-byte array('I')")
 
 
 class Channel:
@@ -89,6 +107,12 @@ class Channel:
     def flags(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in FLAG_NAMES}
 
+    def flag_bits(self) -> int:
+        return (self.ban | self.disband << 1 | self.send_ban << 2 | self.allow_stranger << 3
+                | self.large << 4)
+
+
+assert FLAG_NAMES == ("ban", "disband", "send_ban", "allow_stranger", "large")  # flag_bits order
 
 #: one channel type's channels: ``SHARDS`` dicts, channel id -> Channel
 Table = list[dict[str, Channel]]
@@ -180,6 +204,8 @@ class State:
         #: status subscriptions and online devices; its ops share this table
         self.presence = Presence()
         self._ops.update(self.presence.ops())
+        #: snapshot format 2 loading: the uid table so far (emptied by ``channels_end``)
+        self._uid_table: list[str] = []
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -334,8 +360,9 @@ class State:
 
     # -- snapshots ---------------------------------------------------------------------------
 
-    def snapshot_chunks(self, rows_per_chunk: int = 500) -> Iterator[object]:
-        """Chunks that :meth:`load_chunk` turns back into this state.
+    def snapshot_chunks(self, rows_per_chunk: int = 250) -> Iterator[object]:
+        """Chunks (format 2, see the module notes) that :meth:`load_chunk` turns back into this
+        state.
 
         Nothing per channel is copied now: each shard's *keys* are copied when the snapshot
         reaches that shard (one step of ~1/64 of a type's channels: a list of references, no new
@@ -344,43 +371,76 @@ class State:
         skipped, one created in between may be included. The result is fuzzy and the log replay
         after the snapshot's LSN makes it exact, because ops are blind writes: a channel that
         exists at the LSN and is not written after it is in its shard's key copy unchanged.
+
+        The uid-to-index map of the writer is sharded like the tables, so that growing it never
+        rehashes a million entries in one step. 250 rows per chunk: a chunk of 1M x 10 took up
+        to ~10 ms to build with 500 (each member costs a probe of that map).
         """
-        tables = [(ctype, table) for ctype, table in self.tables.items() if any(table)]
+        tables = [(ctype, table) for ctype, table in self.tables.items()
+                  if any(table)]
         system = sorted(self.system_uids)
         total = len(self.channels)
         presence = self.presence.snapshot_chunks(rows_per_chunk)  # copied now, like the channels
 
         def chunks() -> Iterator[object]:
-            yield {"kind": "meta", "version": 1, "system_uids": system, "channels": total}
+            yield {"kind": "meta", "version": SNAPSHOT_VERSION, "system_uids": system,
+                   "channels": total}
+            index: list[dict[str, int]] = [{} for _ in range(SHARDS)]
+            table_size = 0
             for ctype, table in tables:
                 for shard in table:
                     keys = list(shard)
                     for start in range(0, len(keys), rows_per_chunk):
+                        new_uids: list[str] = []
+                        members = array("I")
                         rows = []
                         for cid in keys[start : start + rows_per_chunk]:
                             ch = shard.get(cid)
                             if ch is None:
                                 continue
-                            rows.append((cid, ctype, (ch.ban, ch.disband, ch.send_ban,
-                                                      ch.allow_stranger, ch.large),
-                                         ch.created_at, ch.updated_at, ch.expires_at,
-                                         list(ch.subscribers), list(ch.whitelist),
-                                         list(ch.blacklist)))
-                        yield {"kind": "channels", "rows": rows}
+                            subs, wl, bl = ch.subscribers, ch.whitelist, ch.blacklist
+                            for group in (subs, wl, bl) if wl or bl else (subs,):
+                                for u in group:
+                                    where = index[hash(u) & SHARD_MASK]
+                                    i = where.get(u)
+                                    if i is None:
+                                        i = where[u] = table_size
+                                        table_size += 1
+                                        new_uids.append(u)
+                                    members.append(i)
+                            rows.append((cid, ctype, ch.flag_bits(), ch.created_at,
+                                         ch.updated_at, ch.expires_at, len(subs), len(wl),
+                                         len(bl)))
+                        if _BIG_ENDIAN:  # pragma: no cover
+                            members.byteswap()
+                        yield {"kind": "channels", "uids": new_uids, "rows": rows,
+                               "members": members.tobytes()}
+            # Freeing a million-entry map (its int objects, a reference to every uid) blocked
+            # the loop ~40 ms at 1M: release it one shard per (empty) chunk instead.
+            while index:
+                index.pop().clear()
+                yield {"kind": "channels", "uids": [], "rows": [], "members": b""}
+            yield {"kind": "channels_end"}
             yield from presence
 
         return chunks()
 
     def load_chunk(self, chunk: object) -> None:
-        """Inverse of :meth:`snapshot_chunks`, one chunk at a time."""
+        """Inverse of :meth:`snapshot_chunks`, one chunk at a time (formats 1 and 2)."""
         if not isinstance(chunk, dict):
             raise ValueError(f"snapshot chunk is {type(chunk).__name__}, expected a map")
         kind = chunk.get("kind")
-        if kind == "meta":
-            if chunk.get("version") != 1:
-                raise ValueError(f"unsupported snapshot state version {chunk.get('version')!r}")
+        if kind == "channels" and "members" in chunk:
+            self._load_rows(chunk)
+        elif kind == "meta":
+            version = chunk.get("version")
+            if version not in (1, 2):
+                raise ValueError(f"unsupported snapshot state version {version!r}")
             self.system_uids = {_intern(u) for u in chunk["system_uids"]}
-        elif kind == "channels":
+            self._uid_table = []
+        elif kind == "channels_end":
+            self._uid_table = []
+        elif kind == "channels":  # format 1: member lists spelled out in every row
             for cid, ctype, flags, created, updated, expires, subs, wl, bl in chunk["rows"]:
                 ch = Channel(created)
                 ch.ban, ch.disband, ch.send_ban, ch.allow_stranger, ch.large = flags
@@ -394,6 +454,36 @@ class State:
             self.presence.load_chunk(chunk)
         else:
             raise ValueError(f"unknown snapshot chunk kind {kind!r}")
+
+    def _load_rows(self, chunk: dict[str, Any]) -> None:
+        table = self._uid_table
+        table.extend(map(_intern, chunk["uids"]))
+        indexes = array("I")
+        indexes.frombytes(chunk["members"])
+        if _BIG_ENDIAN:  # pragma: no cover
+            indexes.byteswap()
+        members = list(map(table.__getitem__, indexes))
+        flag_values = _FLAG_VALUES
+        put = self._put_loaded
+        at = 0
+        for cid, ctype, bits, created, updated, expires, n_subs, n_wl, n_bl in chunk["rows"]:
+            ch = Channel(created)
+            ch.ban, ch.disband, ch.send_ban, ch.allow_stranger, ch.large = flag_values[bits]
+            ch.updated_at = updated
+            ch.expires_at = expires
+            if n_subs:
+                ch.subscribers = set(members[at : at + n_subs])
+                at += n_subs
+            if n_wl:
+                ch.whitelist = set(members[at : at + n_wl])
+                at += n_wl
+            if n_bl:
+                ch.blacklist = set(members[at : at + n_bl])
+                at += n_bl
+            put(cid, ctype, ch)
+        if at != len(members):
+            raise ValueError(f"snapshot rows use {at} member indexes, the chunk has "
+                             f"{len(members)}")
 
     def _put_loaded(self, channel_id: str, channel_type: int, ch: Channel) -> None:
         shard = self._shard_for_write(channel_id, channel_type)
