@@ -131,8 +131,8 @@ class Connection:
         self.scope = trio.CancelScope()
         #: trio time of the last byte received (the idle timeout counts from it)
         self.last_seen = now
-        #: trio time a blocked send started, or 0.0
-        self.sending_since = 0.0
+        #: trio time the send in progress started; None when not sending
+        self.sending_since: float | None = None
         #: running a chunk (or blocked in EVENTS.READ): not idle, not to be cut by a drain
         self.busy = False
         self.closing = False
@@ -306,7 +306,8 @@ class RespServer:
             now = trio.current_time()
             idle = self.idle_timeout
             for conn in list(self.connections):
-                if conn.sending_since and now - conn.sending_since > SEND_STALL_S:
+                since = conn.sending_since
+                if since is not None and now - since > SEND_STALL_S:
                     self.stalled_closed += 1
                     conn.close()
                 elif idle and not conn.busy and now - conn.last_seen > idle:
@@ -466,7 +467,7 @@ class RespServer:
             conn.out.clear()
             conn.sending_since = trio.current_time()
             await _send_all(raw, data)
-            conn.sending_since = 0.0
+            conn.sending_since = None
 
     # -- running commands ----------------------------------------------------------------------
 
