@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+import time
 from functools import partial
 from typing import Any
 
@@ -28,7 +29,7 @@ from server.config import Settings
 from server.resp import RespServer
 from server.service import Roster
 from server.state import State
-from wal import DataDirLock, WriteAheadLog, recover
+from wal import DataDirLock, RecoveryProgress, WriteAheadLog, recover
 
 log = logging.getLogger("roster")
 
@@ -71,12 +72,54 @@ class InFlight:
             await self._idle.wait()
 
 
+class RecoveryLog:
+    """Tells a person watching the log how recovery is going: one line a second once it has
+    run for a second (a 1M-channel restart takes seconds; silence would look like a hang).
+
+    The ports open only after recovery, so until then the progress lines are the way to see
+    it; ``/health`` answers once the server serves.
+    """
+
+    def __init__(self, state: State, every_s: float = 1.0) -> None:
+        self.state = state
+        self.every_s = every_s
+        self.started = time.monotonic()
+        self._next = self.started + every_s
+        self.channels_total = 0
+
+    def _due(self) -> float | None:
+        now = time.monotonic()
+        if now < self._next:
+            return None
+        self._next = now + self.every_s
+        return now - self.started
+
+    def snapshot_chunk(self, chunk: object) -> None:
+        if isinstance(chunk, dict) and chunk.get("kind") == "meta":
+            self.channels_total = int(chunk.get("channels") or 0)
+        elapsed = self._due()
+        if elapsed is not None:
+            loaded = self.state.counts()["channels"]
+            share = f" ({100 * loaded / self.channels_total:.0f} %)" if self.channels_total else ""
+            log.info("recovering: snapshot, %d of %d channels loaded%s, %.1f s", loaded,
+                     self.channels_total, share, elapsed)
+
+    def log_replay(self, p: RecoveryProgress) -> None:
+        elapsed = self._due()
+        if elapsed is not None:
+            share = 100 * p.bytes_read / p.bytes_total if p.bytes_total else 100.0
+            log.info("recovering: log %.0f %% read, %d records replayed (%.0f records/s), %.1f s",
+                     share, p.records, p.records / max(p.elapsed_s, 1e-9), elapsed)
+
+
 def recover_state(settings: Settings) -> tuple[State, int]:
     """Rebuild the state from the newest valid snapshot and the log; return it and the last LSN."""
     state = State(settings.system_uids)
+    progress = RecoveryLog(state)
 
     def load_chunk(chunk: object) -> None:
         state.load_chunk(chunk)
+        progress.snapshot_chunk(chunk)
 
     def apply_record(lsn: int, batch: object) -> None:
         state.apply(batch)  # type: ignore[arg-type]
@@ -87,7 +130,7 @@ def recover_state(settings: Settings) -> tuple[State, int]:
     try:
         report = recover(settings.data_dir, mode=settings.wal_recovery,
                          load_snapshot_chunk=load_chunk, apply_record=apply_record,
-                         log=log.warning)
+                         log=log.warning, progress=progress.log_replay)
     finally:
         gc.enable()
     # Recovered state is long-lived: move it out of the collector's sight, so later full
