@@ -97,14 +97,6 @@ MAX_EVENTS_COUNT: Final = 10_000
 _INTEGER_KINDS: Final = frozenset({"channel_type", "flag", "int"})
 
 
-def error_line(code: str, msg: str, prefix: str = "ERR") -> bytes:
-    return ErrorReply(prefix, f"{code} {msg}" if code else msg).encode()
-
-
-def _wrong_arity(name: str) -> bytes:
-    return ErrorReply("ERR", f"wrong number of arguments for '{name.lower()}' command").encode()
-
-
 class Refusal(Exception):
     """A reply-level error of this adapter (syntax, arity, auth): ``-<prefix> <msg>``."""
 
@@ -176,21 +168,32 @@ class Grammar:
         out: dict[str, Any] = dict(self.fixed)
         n = len(self.positional)
         end = len(args)
-        if self.options:
-            # Options trail everything else: read NAME value pairs from the end.
+        if self.rest is None:
+            # Only options follow the positional arguments: NAME value pairs, in any order.
+            for i in range(n, end, 2):
+                self._option(out, args[i], args[i + 1] if i + 1 < end else None, integers)
+        elif self.options:
+            # Options trail a list of uids: read NAME value pairs from the end. (So a uid that
+            # is spelled like an option and followed by a number must not come last.)
             while end - 2 >= n + self.min_rest and args[end - 2].upper() in self.options:
-                name = self.options[args[end - 2].upper()]
-                if name in out:
-                    raise Refusal("syntax error (an option is given twice)", "syntax")
-                out[name] = _value(args[end - 1], name, integers)
+                self._option(out, args[end - 2], args[end - 1], integers)
                 end -= 2
-            if self.rest is None and end != n:
-                raise Refusal(f"syntax error (unknown option {_shown(args[n])})", "syntax")
         for name, raw in zip(self.positional, args, strict=False):
             out[name] = _value(raw, name, integers)
         if self.rest is not None:
             out[self.rest] = [_text(a) for a in args[n:end]]
         return out
+
+    def _option(self, out: dict[str, Any], key: bytes, raw: bytes | None,
+                integers: frozenset[str]) -> None:
+        name = self.options.get(key.upper())
+        if name is None:
+            raise Refusal(f"syntax error ({_shown(key)} is not an option here)", "syntax")
+        if raw is None:
+            raise Refusal(f"syntax error ({_shown(key)} needs a value)", "syntax")
+        if name in out:
+            raise Refusal(f"syntax error ({_shown(key)} is given twice)", "syntax")
+        out[name] = _value(raw, name, integers)
 
 
 def integer_fields(fields: Sequence[Field]) -> frozenset[str]:

@@ -1142,3 +1142,18 @@ def test_http_client_of_a_tokenless_server_and_resp_auth(tmp_path: Path) -> None
                 c.execute_command("AUTH", "x")
         with client_for(proc.url) as http:
             assert_ok(http.post("/channel/delete", json={"channel_id": "g", "channel_type": 2}))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("BAN", "1", "FOO"), "syntax error ('FOO' is not an option here)"),
+    (("BAN",), "syntax error ('BAN' needs a value)"),
+    (("BAN", "1", "ban", "0"), "syntax error ('ban' is given twice)"),
+])
+def test_option_errors_name_the_offending_word(r: redis.Redis, api: httpx.Client, gid: str,
+                                               args: tuple[str, ...], message: str) -> None:
+    assert r.execute_command("CHANNEL.SET", gid, 2) == "OK"
+    with pytest.raises(redis.ResponseError) as err:
+        r.execute_command("CHANNEL.SET", gid, 2, *args)
+    assert str(err.value) == message
+    flat = r.execute_command("CHANNEL.GET", gid, 2)  # RESP2: a flat list of name, value
+    assert dict(zip(flat[::2], flat[1::2], strict=True))["ban"] == 0  # nothing changed
