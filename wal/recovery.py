@@ -25,6 +25,10 @@ so ``truncate`` loses nothing that was promised; strict refusal is still the saf
 the same picture can mean real corruption.
 
 The writer never appends to a repaired segment: it opens a fresh one at ``last_lsn + 1``.
+
+The segment rules above are written once, in ``wal/walk.py``: its pure walk applies the records
+and returns a plan (verdict and actions); this module loads the snapshot, runs the walk and
+carries out the plan's actions. ``roster wal inspect`` prints the same plan.
 """
 
 from __future__ import annotations
