@@ -86,6 +86,8 @@ class RecoveryLog:
         self.started = time.monotonic()
         self._next = self.started + every_s
         self.channels_total = 0
+        #: when the last snapshot chunk was loaded: the log replay starts there
+        self._replay_from = self.started
 
     def _due(self) -> float | None:
         now = time.monotonic()
@@ -95,6 +97,7 @@ class RecoveryLog:
         return now - self.started
 
     def snapshot_chunk(self, chunk: object) -> None:
+        self._replay_from = time.monotonic()
         if isinstance(chunk, dict) and chunk.get("kind") == "meta":
             self.channels_total = int(chunk.get("channels") or 0)
         elapsed = self._due()
@@ -108,8 +111,9 @@ class RecoveryLog:
         elapsed = self._due()
         if elapsed is not None:
             share = 100 * p.bytes_read / p.bytes_total if p.bytes_total else 100.0
+            replaying = time.monotonic() - self._replay_from
             log.info("recovering: log %.0f %% read, %d records replayed (%.0f records/s), %.1f s",
-                     share, p.records, p.records / max(p.elapsed_s, 1e-9), elapsed)
+                     share, p.records, p.records / max(replaying, 1e-9), elapsed)
 
 
 def recover_state(settings: Settings) -> tuple[State, int]:
