@@ -273,14 +273,20 @@ class Presence:
     # -- snapshots ---------------------------------------------------------------------------
 
     def snapshot_chunks(self, rows_per_chunk: int = 2000) -> Iterator[object]:
-        """Chunks for :meth:`load_chunk`; the top-level dicts are copied *now* (one step), each
-        user's rows are built in one step later, so the result is fuzzy like ``State``'s."""
-        subs = list(self.following.items())
-        devices = list(self.devices.items())
+        """Chunks for :meth:`load_chunk`. Only the top-level *keys* are copied now (one step, no
+        new objects: copying ``items()`` of a million users made a million tuples at once); each
+        user's rows are looked up and built in one step later, so the result is fuzzy like
+        ``State``'s, and a user gone in between is skipped."""
+        following, online = self.following, self.devices
+        subscribers = list(following)
+        uids = list(online)
 
         def chunks() -> Iterator[object]:
             rows: list[tuple[Any, ...]] = []
-            for subscriber, mine in subs:
+            for subscriber in subscribers:
+                mine = following.get(subscriber)
+                if mine is None:
+                    continue
                 rows.extend((subscriber, t, st, sat, exp)
                             for (t, st), (sat, exp) in list(mine.items()))
                 if len(rows) >= rows_per_chunk:
@@ -289,7 +295,10 @@ class Presence:
             if rows:
                 yield {"kind": "subscriptions", "rows": rows}
             rows = []
-            for uid, flags in devices:
+            for uid in uids:
+                flags = online.get(uid)
+                if flags is None:
+                    continue
                 rows.extend((uid, flag, since) for flag, since in list(flags.items()))
                 if len(rows) >= rows_per_chunk:
                     yield {"kind": "presence", "rows": rows}

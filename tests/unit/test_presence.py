@@ -282,6 +282,25 @@ def test_presence_snapshot_is_fuzzy_but_replay_makes_it_exact() -> None:
     assert copy.as_plain() == s.as_plain()
 
 
+def test_presence_snapshot_skips_users_gone_before_their_chunk_is_built() -> None:
+    # The snapshot copies only the user keys up front; a user whose last subscription or last
+    # device went away before the chunks were built is skipped, and replay agrees.
+    s = State()
+    apply(s, sub("x", "y"), online("y"), sub("a", "b"))
+    chunks = s.snapshot_chunks()
+    suffix = [(NOW + 1, [("ps_unsub", "x", STATUS, ["y"]), online("y", 0, 0)])]
+    for batch in suffix:
+        s.apply(batch)
+    copy = State()
+    for chunk in chunks:
+        copy.load_chunk(chunk)
+    assert "x" not in copy.presence.following and "y" not in copy.presence.devices
+    assert copy.presence.holds("a", "b", STATUS)
+    for batch in suffix:
+        copy.apply(batch)
+    assert copy.as_plain() == s.as_plain()
+
+
 USERS = st.sampled_from(["a", "b", "c"])
 PRESENCE_OPS = st.one_of(
     st.tuples(st.just("ps_sub"), USERS, st.sampled_from([1, 2]), st.integers(0, 30),
