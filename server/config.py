@@ -110,6 +110,15 @@ def _text(value: Any) -> str:
     return value
 
 
+def _token(value: Any) -> str:
+    # Printable ASCII only: HTTP header values and RESP arguments then carry the same bytes on
+    # every route (a non-ASCII token matched as UTF-8 on one path and as Latin-1 on another).
+    text = _text(value)
+    if not all(0x21 <= ord(c) <= 0x7E for c in text):
+        raise ValueError("must be printable ASCII without spaces (it is sent as an HTTP header)")
+    return text
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -184,7 +193,7 @@ OPTIONS: tuple[Option, ...] = (
            "seconds without a command before a RESP connection is closed (0: never)"),
     Option("fsync", _choice("always", "interval", "none"),
            "always: ack after fdatasync; interval: fsync every second; none: kernel decides"),
-    Option("token", _text, "manager token required in the 'token' header", secret=True),
+    Option("token", _token, "manager token required in the 'token' header", secret=True),
     Option("tmpchannel_ttl", _int_range(60, 604_800),
            "seconds a temporary channel lives after its last subscriber_set"),
     Option("max_body_bytes", _int_range(1024), "largest request body accepted (413 beyond)"),

@@ -85,7 +85,8 @@ def parse_id(text: str) -> Key | None:
         return None
     if not sep:
         return int(lsn), LAST
-    if not (sub.isascii() and sub.isdigit()) or int(sub) >= LAST:
+    # Bounded before int(): a sub-index of thousands of digits must be "not an id", not a 500.
+    if not (sub.isascii() and sub.isdigit()) or len(sub) > 19 or int(sub) >= LAST:
         return None
     return int(lsn), int(sub)
 

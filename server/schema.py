@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import sys
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -25,6 +26,16 @@ MAX_ID_LEN: Final = 64
 # WuKongIM's separators plus anything that would make an id ambiguous in logs or URLs.
 # Lone surrogates (JSON allows "\ud800") are not text: they cannot be encoded to UTF-8 for the log.
 _BAD_ID_CHARS: Final = re.compile(r"[@#&\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _bad_id(value: str) -> bool:
+    """True if ``value`` holds a separator, whitespace, a control character, a lone surrogate or
+    (outside ASCII) an invisible format character (Unicode category Cf: zero-width space, BOM,
+    bidirectional marks, ...), which would make two ids that look the same differ."""
+    if _BAD_ID_CHARS.search(value):
+        return True
+    return not value.isascii() and any(unicodedata.category(c) == "Cf" for c in value)
+
 
 Kind = Literal["channel_id", "channel_type", "flag", "uid", "uids", "int", "checks"]
 
@@ -76,7 +87,7 @@ def check_channel_id(value: object, name: str = "channel_id") -> str:
     raw, value = value, value.strip()
     if not value:
         raise BadRequest(f"{name} cannot be empty", "channel_id_empty")
-    if _BAD_ID_CHARS.search(value):
+    if _bad_id(value):
         # The sentence is WuKongIM's (its /tmpchannel/subscriber_set documentation): @ # &,
         # whitespace and control characters.
         what = "channel ID" if name == "channel_id" else name
@@ -98,7 +109,7 @@ def check_uid(value: object, name: str) -> str:
     if not isinstance(value, str):
         raise BadRequest(f"{name} must be a string, got {_type_name(value)}", "uid_invalid")
     uid = value.strip()
-    if not uid or len(uid) > MAX_ID_LEN or _BAD_ID_CHARS.search(uid):
+    if not uid or len(uid) > MAX_ID_LEN or _bad_id(uid):
         raise BadRequest(
             f"{name} is not a valid uid: 1-{MAX_ID_LEN} characters, no @ # & whitespace or "
             f"control characters",
@@ -217,7 +228,7 @@ def _check_int(f: Field, value: object) -> int:
 
 def _check_flag(f: Field, value: object) -> int:
     if type(value) is not int or value not in (0, 1):
-        raise BadRequest(f"{f.name} must be 0 or 1, got {value!r}", "flag_invalid")
+        raise BadRequest(f"{f.name} must be 0 or 1, got {value!r:.40}", "flag_invalid")
     return value
 
 

@@ -40,6 +40,9 @@ def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
     ({"file": "access_log = 3\n"}, "invalid access_log"),
     ({"env": {"ROSTER_RC_APP_KEY": "k"}}, "rc_app_key and rc_app_secret must be set together"),
     ({"env": {"ROSTER_WEBHOOK_URL": "ftp://x"}}, "http:// or https://"),
+    # a token that HTTP (Latin-1 headers) and UTF-8 paths would see as different bytes
+    ({"flags": {"token": "pässwörd"}}, "invalid token: must be printable ASCII"),
+    ({"env": {"ROSTER_TOKEN": "two words"}}, "invalid token: must be printable ASCII"),
 ])
 def test_invalid_configuration_is_refused_naming_the_source(
         tmp_path: Path, source: dict[str, object], message: str) -> None:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.errors import BadRequest
-from server.schema import check_many, check_one
+from server.schema import check_channel_id, check_many, check_one, check_uid
 
 IDS = st.one_of(st.sampled_from(["alice", "bob", " g1 ", "g@1", "", "x" * 65, "\ud800", "ok"]),
                 st.integers(), st.none(), st.lists(st.just("a"), max_size=1))
@@ -56,3 +56,19 @@ def test_a_cached_valid_id_never_hides_an_invalid_one(bad: str) -> None:
     check_one({"from_uid": "alice", "channel_id": "g", "channel_type": 2})
     with pytest.raises(BadRequest):
         check_many([{"from_uid": "alice", "channel_id": bad, "channel_type": 2}], "checks")
+
+
+@pytest.mark.parametrize("invisible", ["\u200b", "\ufeff", "\u2060", "\u202e", "\u00ad"])
+def test_ids_refuse_invisible_format_characters(invisible: str) -> None:
+    # "ab\u200bc" looks like "abc" and would be a second, different id.
+    with pytest.raises(BadRequest) as err:
+        check_uid(f"ab{invisible}c", "uid")
+    assert err.value.code == "uid_invalid"
+    with pytest.raises(BadRequest) as err:
+        check_channel_id(f"g{invisible}1")
+    assert err.value.code == "channel_id_special_char"
+
+
+def test_non_ascii_letters_stay_valid_ids() -> None:
+    assert check_uid("héllo", "uid") == "héllo"
+    assert check_channel_id("群组一") == "群组一"
