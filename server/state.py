@@ -290,6 +290,12 @@ class State:
         ch = shard.get(channel_id)
         if ch is None:
             ch = shard[_intern(channel_id)] = Channel(now_ms)
+            if channel_type == TEMP:
+                # Only replay gets here (commands refuse to create a temporary channel this
+                # way): the op's channel was live when logged and is gone from a fuzzy snapshot
+                # because a later record removed it. Born expired, it counts as missing and that
+                # later tmp_expire removes it again; with no expiry it would live forever.
+                ch.expires_at = now_ms
         else:
             ch.updated_at = now_ms
         return ch

@@ -61,6 +61,8 @@ class Model:
         ch = self.channels.get(key)
         if ch is None:
             ch = self.channels[key] = fresh(now)
+            if key[1] == TEMP:  # a temporary channel is never created by a list/flag op:
+                ch["expires_at"] = now  # such an op (replayed) finds it born expired
         else:
             ch["updated_at"] = now
         return ch
@@ -217,7 +219,27 @@ class RosterMachine(RuleBasedStateMachine):
     def _stamp(self, dt: int, ops: list[tuple[Any, ...]]) -> tuple[int, list[tuple[Any, ...]]]:
         self.now += dt
         stamped = [(*op[:3], self.now + op[3]) if op[0] == "tmp_set" else op for op in ops]
-        return self.now, stamped
+        return self.now, self._as_commands_build(stamped)
+
+    def _as_commands_build(self, ops: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Drop list and flag ops on a temporary channel that is missing or expired at the
+        batch's instant: the command layer refuses those (404 / temp_channel_unsupported), so
+        they never reach a log. (Replayed over a fuzzy snapshot they would not be blind writes:
+        a tmp_set on an expired channel starts afresh, but the snapshot may already hold that
+        fresh channel.)"""
+        now, kept = self.now, []
+        live = {cid for (cid, ctype), ch in self.model.channels.items()
+                if ctype == TEMP and ch["expires_at"] > now}
+        for op in ops:
+            name = op[0]
+            if name == "tmp_set":
+                (live.add if op[3] > now else live.discard)(op[1])
+            elif name == "ch_del" and op[2] == TEMP:
+                live.discard(op[1])
+            elif (name == "ch_put" or name in LIST_OPS) and op[2] == TEMP and op[1] not in live:
+                continue
+            kept.append(op)
+        return kept
 
     def _commit(self, batch: tuple[int, list[tuple[Any, ...]]]) -> int:
         """Submit + apply in one synchronous step, as Roster.commit does (no await between)."""

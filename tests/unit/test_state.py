@@ -274,3 +274,13 @@ def test_random_ops_keep_the_layout(batches: list[tuple[int, list[tuple[Any, ...
     for batch in batches:
         s.apply(batch)
         check_layout(s)
+
+
+def test_a_list_op_replayed_on_a_missing_temp_channel_leaves_it_expired() -> None:
+    # Over a fuzzy snapshot a replayed op may find its temporary channel gone (a later record
+    # removed it); the channel it recreates must count as missing and be purged by that record.
+    s = State()
+    s.apply((100, [("sub_add", "t", 8, ["u"])]))
+    assert s.get("t", 8, 100) is None
+    s.apply((100, [("tmp_expire", "t")]))
+    assert ("t", 8) not in s.channels
