@@ -593,18 +593,17 @@ async def _send_all(raw: socket.socket, data: bytes) -> None:
 
 
 def _check(srv: RespServer, conn: Connection, argv: list[bytes]) -> bytes:
+    """A CHECK that ``RespServer._run`` could not answer from the id cache: the full rules, the
+    same as /permission/check's (``id_from_bytes`` fills the cache for the next time)."""
     if len(argv) != 4:
         return srv._refused("check", Refusal(_arity_text("check"), "wrong_arity"))
-    ids = VALID_ID_BYTES
-    uid, cid, ctype = ids.get(argv[1]), ids.get(argv[2]), CHANNEL_TYPES_BYTES.get(argv[3])
-    if uid is None or cid is None or ctype is None:
-        # Not seen before (or invalid): the full rules, the same as /permission/check's.
-        try:
-            uid = id_from_bytes(argv[1], "from_uid", channel=False)
-            cid = id_from_bytes(argv[2], "channel_id", channel=True)
-            ctype = check_channel_type(int_from_text(argv[3], "channel_type"))
-        except ApiError as exc:
-            return srv._api_error("check", exc)
+    try:
+        uid = id_from_bytes(argv[1], "from_uid", channel=False)
+        cid = id_from_bytes(argv[2], "channel_id", channel=True)
+        ctype = CHANNEL_TYPES_BYTES.get(argv[3]) or check_channel_type(
+            int_from_text(argv[3], "channel_type"))
+    except ApiError as exc:
+        return srv._api_error("check", exc)
     return integer(decide(srv.ctx.state, uid, cid, ctype, srv.now_ms))
 
 

@@ -190,7 +190,7 @@ def check_flat(args: Sequence[bytes], max_checks: int, name: str = "checks") -> 
     out: list[tuple[str, str, int]] = []
     append = out.append
     for i in range(0, len(args), 3):
-        u, c, t = cache.get(args[i]), cache.get(args[i + 1]), _CHANNEL_TYPES.get(args[i + 2])
+        u, c, t = cache.get(args[i]), cache.get(args[i + 1]), CHANNEL_TYPES_BYTES.get(args[i + 2])
         if u is None or c is None or t is None:
             where = f"{name}[{i // 3}]."
             u = id_from_bytes(args[i], where + "from_uid", channel=False)
@@ -202,8 +202,7 @@ def check_flat(args: Sequence[bytes], max_checks: int, name: str = "checks") -> 
 
 
 #: channel_type arguments sent as text: b"1".."255" -> int (anything else takes the full check)
-_CHANNEL_TYPES: Final = {str(i).encode(): i for i in range(1, 256)}
-CHANNEL_TYPES_BYTES: Final = _CHANNEL_TYPES
+CHANNEL_TYPES_BYTES: Final = {str(i).encode(): i for i in range(1, 256)}
 
 
 def check_channel_type(value: object, name: str = "channel_type") -> int:
