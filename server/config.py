@@ -43,6 +43,16 @@ class Settings:
     resp_max_clients: int = 10_000
     #: seconds without a command before a RESP connection is closed; 0 = never
     resp_idle_timeout: float = 300.0
+    #: seconds a RESP client may take to send the rest of a command it has started; 0 = no limit
+    resp_command_timeout: float = 30.0
+    #: seconds from accept until an HTTP request's headers are complete (slow clients get 408)
+    http_header_timeout: float = 10.0
+    #: seconds a request body may take to arrive once its headers are in (then 408)
+    http_body_timeout: float = 30.0
+    #: seconds an idle keep-alive HTTP connection is kept open
+    http_idle_timeout: float = 75.0
+    #: HTTP connections at once; 0 = derived from the descriptor limit (docs/operations.md)
+    http_max_connections: int = 0
     fsync: FsyncPolicy = "always"
     #: manager token; None = the JSON API is open (fine on loopback, warned about elsewhere)
     token: str | None = None
@@ -191,6 +201,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("resp_max_clients", _int_range(1), "RESP connections at once; more are refused"),
     Option("resp_idle_timeout", _seconds,
            "seconds without a command before a RESP connection is closed (0: never)"),
+    Option("resp_command_timeout", _seconds,
+           "seconds a RESP client may take to finish sending a started command (0: no limit)"),
+    Option("http_header_timeout", _float_pos,
+           "seconds from accept until the request headers are complete (408 beyond)"),
+    Option("http_body_timeout", _float_pos,
+           "seconds a request body may take once its headers are in (408 beyond)"),
+    Option("http_idle_timeout", _float_pos, "seconds an idle keep-alive HTTP connection stays open"),
+    Option("http_max_connections", _int_range(0),
+           "HTTP connections at once (0: derived from the descriptor limit)"),
     Option("fsync", _choice("always", "interval", "none"),
            "always: ack after fdatasync; interval: fsync every second; none: kernel decides"),
     Option("token", _token, "manager token required in the 'token' header", secret=True),
