@@ -15,7 +15,10 @@
     │   └── LogClosedError      the log was closed (or its flusher stopped) before the record
     │                           could be written; a subclass so that "cannot log" is one except
     │                           clause for callers that answer 503 either way.
-    ├── LockedError             the data directory is locked by another process.
+    ├── LockedError             the data directory is locked by another process. Carries
+    │                           ``path`` and ``holder`` (the pid text from its LOCK file).
+    ├── DataDirError            the data directory cannot be used: not a directory, a parent is
+    │                           a file, not writable, disk full. Carries ``path`` and ``reason``.
     └── SnapshotError           a snapshot cannot be read (no trailer, bad CRC, undecodable chunk)
                                 or written (one is already running, LSN out of range).
 
@@ -77,6 +80,27 @@ class LogClosedError(LogFailedError):
 
 class LockedError(WalError):
     """Another process holds the data directory's lock."""
+
+    def __init__(self, path: str, holder: str = "unknown") -> None:
+        super().__init__(
+            f"data directory {path} is locked by another process (pid {holder}); "
+            "is another roster running on it?"
+        )
+        self.path = path
+        self.holder = holder
+
+
+class DataDirError(WalError):
+    """The data directory (or a file the log needs in it) cannot be created or written.
+
+    ``reason`` is for a person: what is wrong, with the operating system's words in brackets
+    (``"not writable (Read-only file system)"``).
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"data directory {path} is unusable: {reason}")
+        self.path = path
+        self.reason = reason
 
 
 class SnapshotError(WalError):

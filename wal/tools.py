@@ -37,7 +37,6 @@ from typing import Any, Literal
 from wal.codec import unpack
 from wal.errors import SnapshotError
 from wal.layout import (
-    LOCK_FILE,
     SnapshotFile,
     broken_dir,
     fsync_dir,
@@ -47,7 +46,7 @@ from wal.layout import (
     unique_path,
     wal_dir,
 )
-from wal.lock import DataDirLock
+from wal.lock import DataDirLock, lock_holder_text, open_dir
 from wal.recovery import recover
 from wal.snapshot import read_snapshot
 from wal.walk import DropTornFile, Note, Plan, RemoveEmpty, SegmentScan, TruncateTorn, walk
@@ -179,17 +178,18 @@ class RepairResult:
 
 
 def lock_holder(data_dir: Path) -> str | None:
-    """Who holds ``data_dir/LOCK`` (its pid text), or None. Probes with a shared flock that is
-    released at once; never creates or writes the file."""
+    """Who holds the data directory (the pid text from its LOCK file), or None. Probes the same
+    flock a server takes, on the directory itself, with a shared lock released at once, so a
+    live server is seen even if its LOCK file was deleted; never creates or writes anything."""
     try:
-        fd = os.open(Path(data_dir) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = open_dir(Path(data_dir))
+    except OSError:
         return None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            return lock_holder_text(Path(data_dir))
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
