@@ -13,7 +13,9 @@ source and the option (``ConfigError``).
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -91,10 +93,16 @@ def _is_loopback(host: str) -> bool:
 
 # -- parsing single values ---------------------------------------------------------------------
 
+#: what the number parsers take as text (ASCII digits; Python's int()/float() also take "1_000",
+#: other scripts' digits, "nan" and "inf", and their error messages are Python's, not ours)
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
+
 
 def _int_range(lo: int, hi: int | None = None) -> Callable[[Any], int]:
     def parse(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int | str):
+        if isinstance(value, bool) or not isinstance(value, int | str) or (
+                isinstance(value, str) and not _INTEGER.fullmatch(value.strip())):
             raise ValueError(f"expected an integer, got {value!r}")
         number = int(value)
         if number < lo or (hi is not None and number > hi):
@@ -151,17 +159,25 @@ def _port_or_off(value: Any) -> int | None:
     return _int_range(0, 65535)(value)
 
 
+def _number(value: Any, expected: str) -> float:
+    """A finite number from TOML (int or float) or text; ``expected`` words the error."""
+    typed = isinstance(value, int | float) and not isinstance(value, bool)
+    text = isinstance(value, str) and _DECIMAL.fullmatch(value.strip()) is not None
+    number = float(value) if typed or text else math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"expected {expected}, got {value!r}")
+    return number
+
+
 def _seconds(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number of seconds, got {value!r}")
-    number = float(value)
+    number = _number(value, "a number of seconds")
     if not 0 <= number <= 86_400 * 365:
         raise ValueError(f"must be 0 (never) or a positive number of seconds, got {value!r}")
     return number
 
 
 def _float_pos(value: Any) -> float:
-    number = float(value)
+    number = _number(value, "a positive number")
     if number <= 0:
         raise ValueError(f"must be positive, got {number}")
     return number
@@ -214,8 +230,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("fsync", _choice("always", "interval", "none"),
            "always: ack after fdatasync; interval: fsync every second; none: kernel decides"),
     Option("token", _token, "manager token required in the 'token' header", secret=True),
-    Option("tmpchannel_ttl", _int_range(60, 604_800),
-           "seconds a temporary channel lives after its last subscriber_set"),
+    Option("tmpchannel_ttl", _int_range(1, 604_800),
+           "seconds a temporary channel lives after its last subscriber_set (a request's own "
+           "ttl field stays at least 60)"),
     Option("max_body_bytes", _int_range(1024), "largest request body accepted (413 beyond)"),
     Option("max_uids_per_request", _int_range(1), "largest uid list accepted in one request"),
     Option("max_checks_per_request", _int_range(1), "largest /permission/check_batch"),
@@ -226,7 +243,8 @@ OPTIONS: tuple[Option, ...] = (
            "record on (a copy is kept)"),
     Option("system_uids", _uids, "initial system accounts (comma-separated)", metavar="UIDS"),
     Option("purge_interval_s", _float_pos, "seconds between purges of expired temp channels"),
-    Option("access_log", _bool, "log every request (true/false)"),
+    Option("access_log", _bool, "log every request (a flag without a value; "
+           "ROSTER_ACCESS_LOG and the file take true or false)"),
     Option("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "log level"),
     Option("log_format", _choice("auto", "json", "text"),
            "auto: JSON lines unless stderr is a terminal"),

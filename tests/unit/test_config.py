@@ -33,7 +33,8 @@ def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("source", "message"), [
     ({"env": {"ROSTER_FSYNC": "sometimes"}}, "environment ROSTER_FSYNC: invalid fsync"),
     ({"env": {"ROSTER_PORT": "70000"}}, "invalid port: must be 0-65535"),
-    ({"flags": {"tmpchannel_ttl": "5"}}, "flag --tmpchannel-ttl: invalid tmpchannel_ttl"),
+    ({"flags": {"tmpchannel_ttl": "0"}}, "flag --tmpchannel-ttl: invalid tmpchannel_ttl: "
+                                         "must be 1-604800, got 0"),
     ({"file": "prot = 1\n"}, "unknown option 'prot'"),
     ({"file": "port = [\n"}, "is not valid TOML"),
     ({"file": 'port = "x"\n'}, "invalid port"),
@@ -49,6 +50,49 @@ def test_invalid_configuration_is_refused_naming_the_source(
     f = write(tmp_path, str(source["file"])) if "file" in source else None
     with pytest.raises(ConfigError, match=message):
         load(source.get("flags", {}), env=source.get("env", {}), config_file=f)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("port", "notaport", "expected an integer, got 'notaport'"),
+    ("port", "5_001", "expected an integer, got '5_001'"),
+    ("port", "\u0665", "expected an integer, got '\u0665'"),  # Arabic-Indic digit five
+    ("port", "", "expected an integer, got ''"),
+    ("resp_idle_timeout", "soon", "expected a number of seconds, got 'soon'"),
+    ("resp_idle_timeout", "nan", "expected a number of seconds, got 'nan'"),
+    ("http_header_timeout", "x", "expected a positive number, got 'x'"),
+    ("http_header_timeout", "inf", "expected a positive number, got 'inf'"),
+    ("http_header_timeout", "1_0", "expected a positive number, got '1_0'"),
+    ("purge_interval_s", True, "expected a positive number, got True"),
+])
+def test_number_errors_are_ours_not_pythons(name: str, value: object, expected: str) -> None:
+    flag = "--" + name.replace("_", "-")
+    with pytest.raises(ConfigError) as info:
+        load({name: value}, env={})
+    assert str(info.value) == f"flag {flag}: invalid {name}: {expected}"
+
+
+@pytest.mark.parametrize(("name", "text", "value"), [
+    ("port", " 42 ", 42), ("port", "+42", 42), ("resp_idle_timeout", "0", 0.0),
+    ("resp_idle_timeout", "2.5", 2.5), ("http_body_timeout", ".5", 0.5),
+    ("http_idle_timeout", "1e3", 1000.0), ("tmpchannel_ttl", "1", 1),
+])
+def test_numbers_accepted(name: str, text: str, value: float) -> None:
+    assert getattr(load({name: text}, env={}), name) == value
+
+
+def test_file_numbers_keep_their_toml_types(tmp_path: Path) -> None:
+    f = write(tmp_path, "tmpchannel_ttl = 2\nhttp_header_timeout = 3\nresp_idle_timeout = 0.5\n")
+    s = load({}, env={}, config_file=f)
+    assert (s.tmpchannel_ttl, s.http_header_timeout, s.resp_idle_timeout) == (2, 3.0, 0.5)
+
+
+def test_access_log_help_does_not_ask_for_a_value() -> None:
+    import argparse
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    text = parser.format_help()
+    assert "(true/false)" not in text and "ACCESS_LOG" not in text.replace("ROSTER_ACCESS_LOG", "")
+    assert parser.parse_args(["--access-log"]).access_log is True
 
 
 def test_render_masks_secrets_and_round_trips(tmp_path: Path) -> None:
@@ -81,4 +125,12 @@ def test_serve_refuses_invalid_configuration_before_starting(tmp_path: Path) -> 
                 "--fsync", "maybe")
     assert r.returncode == 2
     assert "invalid configuration" in r.stderr and "fsync" in r.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_serve_bad_port_is_one_line(tmp_path: Path) -> None:
+    r = run_cli("serve", "--data-dir", str(tmp_path / "d"), "--port", "notaport")
+    assert r.returncode == 2, r
+    assert r.stderr == ("roster: invalid configuration: flag --port: invalid port: expected an "
+                        "integer, got 'notaport'\n")
     assert not (tmp_path / "d").exists()
