@@ -13,6 +13,7 @@ every call, so it stays a few dict lookups and type checks.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import unicodedata
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from server.errors import BadRequest
+
+log = logging.getLogger("roster")
 
 MAX_ID_LEN: Final = 64
 # WuKongIM's separators plus anything that would make an id ambiguous in logs or URLs.
@@ -169,11 +172,16 @@ def int_from_text(raw: str | bytes, name: str) -> int:
     """An integer argument sent as text (query strings, RESP arguments); strict decimal."""
     text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
     if not _INT_TEXT.fullmatch(text):
-        raise BadRequest(f"{name} must be an integer, got {text[:32]!r}", "field_type")
+        raise BadRequest(f"{name} must be an integer in ASCII digits (a '-' may lead; no '+', "
+                         f"spaces, underscores or leading zeros), got {text[:32]!r}", "field_type")
     return int(text)
 
 
-_INT_TEXT: Final = re.compile(r"-?[0-9]{1,18}")
+# Strict on purpose: int() would also take "+2", " 2 ", "2_0" and other scripts' digits ("٢"),
+# so a typo would become a different channel type instead of an error. A minus sign stays legal:
+# "-1" is a well-formed number that each field's own range check refuses with its own code
+# (a channel type of -1 is ``channel_type_invalid``, as for a JSON body).
+_INT_TEXT: Final = re.compile(r"0|-?[1-9][0-9]{0,17}", re.ASCII)
 
 
 def check_flat(args: Sequence[bytes], max_checks: int, name: str = "checks") -> list[
@@ -272,11 +280,38 @@ def check_many(items: list[Any], name: str) -> list[tuple[str, str, int]]:
     return out
 
 
+_KNOWN: dict[int, frozenset[str]] = {}
+#: field names already warned about; bounded so that a client inventing names cannot grow it
+_WARNED: set[str] = set()
+_WARNED_MAX: Final = 1000
+
+
+def _known(fields: Sequence[Field]) -> frozenset[str]:
+    # The route tables are module constants, so their id() is stable for the process.
+    names = _KNOWN.get(id(fields))
+    if names is None:
+        names = _KNOWN[id(fields)] = frozenset(f.name for f in fields)
+    return names
+
+
+def _warn_unknown(fields: Sequence[Field], data: Mapping[Any, Any]) -> None:
+    """Unknown top-level fields are accepted (WuKongIM callers send extra ones) but logged once
+    per name, so a typo such as ``uid`` for ``uids`` is visible in the log."""
+    for key in data:
+        if key in _known(fields) or key in _WARNED or len(_WARNED) >= _WARNED_MAX:
+            continue
+        _WARNED.add(key)
+        log.warning("ignoring unknown request field %r (expected one of: %s); logged once per "
+                    "name", str(key)[:64], ", ".join(sorted(_known(fields))))
+
+
 def parse(fields: Sequence[Field], data: object, limits: Limits) -> dict[str, Any]:
     """Validate ``data`` (a decoded JSON body or a query mapping) against ``fields``."""
     if not isinstance(data, Mapping):
         raise BadRequest(f"request body must be a JSON object, got {_type_name(data)}",
                          "invalid_body")
+    if len(data) > len(fields) or not _known(fields).issuperset(data):
+        _warn_unknown(fields, data)
     out: dict[str, Any] = {}
     for f in fields:
         value = data.get(f.name)

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from server import schema
 from server.errors import BadRequest
-from server.schema import check_channel_id, check_many, check_one, check_uid
+from server.schema import (
+    Field,
+    Limits,
+    check_channel_id,
+    check_many,
+    check_one,
+    check_uid,
+    int_from_text,
+    parse,
+)
 
 IDS = st.one_of(st.sampled_from(["alice", "bob", " g1 ", "g@1", "", "x" * 65, "\ud800", "ok"]),
                 st.integers(), st.none(), st.lists(st.just("a"), max_size=1))
@@ -72,3 +83,50 @@ def test_ids_refuse_invisible_format_characters(invisible: str) -> None:
 def test_non_ascii_letters_stay_valid_ids() -> None:
     assert check_uid("héllo", "uid") == "héllo"
     assert check_channel_id("群组一") == "群组一"
+
+
+# -- integers sent as text (query strings, RESP arguments) -------------------------------------
+
+@pytest.mark.parametrize("text", ["0", "2", "255", "123456789012345678", "-1"])
+def test_text_integers_in_plain_ascii_digits_are_read(text: str) -> None:
+    assert int_from_text(text, "channel_type") == int(text)
+    assert int_from_text(text.encode(), "channel_type") == int(text)
+
+
+@pytest.mark.parametrize("text", ["2_0", "+2", " 2", "2 ", "-0", "02", "--1", "\u0662",
+                                  "\uff12", "", "1e3", "1234567890123456789", "0x10"])
+def test_lenient_integer_spellings_are_refused(text: str) -> None:
+    with pytest.raises(BadRequest) as err:
+        int_from_text(text, "channel_type")
+    assert err.value.code == "field_type" and "channel_type" in err.value.msg
+
+
+def test_an_error_quotes_only_a_short_prefix_of_what_was_sent() -> None:
+    with pytest.raises(BadRequest) as err:
+        int_from_text("9" * 5000, "channel_type")
+    assert len(err.value.msg) < 200
+
+
+# -- unknown top-level fields --------------------------------------------------------------------
+
+FIELDS = (Field("channel_id", "channel_id"), Field("uids", "uids"))
+
+
+def test_unknown_fields_are_accepted_and_logged_once_per_name(
+        caplog: pytest.LogCaptureFixture) -> None:
+    schema._WARNED.discard("uid_typo_field")
+    limits = Limits(max_uids=10, max_checks=10)
+    body = {"channel_id": "g", "uids": ["a"], "uid_typo_field": ["a"]}
+    with caplog.at_level(logging.WARNING, logger="roster"):
+        assert parse(FIELDS, body, limits) == {"channel_id": "g", "uids": ["a"]}
+        parse(FIELDS, body, limits)
+    lines = [r.getMessage() for r in caplog.records if "uid_typo_field" in r.getMessage()]
+    assert len(lines) == 1 and "channel_id, uids" in lines[0]
+
+
+def test_the_set_of_warned_names_is_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    limits = Limits(max_uids=10, max_checks=10)
+    with caplog.at_level(logging.WARNING, logger="roster"):
+        for i in range(schema._WARNED_MAX + 50):
+            parse(FIELDS, {"channel_id": "g", "uids": [], f"junk{i}": 1}, limits)
+    assert len(schema._WARNED) <= schema._WARNED_MAX
