@@ -32,6 +32,7 @@ from server.http import (
     Api,
     error_response,
     forbidden,
+    given_token,
     json_response,
     token_ok,
 )
@@ -74,7 +75,7 @@ def create_app(roster: Roster) -> QuartTrio:
         async def require_token() -> Response | None:
             if request.path in OPEN_PATHS or request.path in SIGNED_PATHS:
                 return None
-            if not token_ok(request.headers.get("token", "").encode(), token):
+            if not token_ok(given_token(request.path, request.headers, request.args), token):
                 return error_response(forbidden())
             return None
 

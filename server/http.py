@@ -27,8 +27,12 @@ OK_BODY: Final = b'{"status":"ok"}'
 INTERNAL_ERROR_BODY: Final = (b'{"status":500,"msg":"internal error (this is a bug)",'
                               b'"code":"internal_error"}')
 
-#: Paths that never need the manager token.
-OPEN_PATHS: Final = frozenset({"/health"})
+#: Paths that never need the manager token: liveness, and the API's own description (it
+#: describes, it holds no data, and a browser opening /docs cannot send a header).
+OPEN_PATHS: Final = frozenset({"/health", "/docs", "/openapi.json"})
+#: Paths that also take the token as ``?token=``: a browser's ``EventSource`` cannot send headers.
+#: The access log redacts it (``server/logs.py``).
+QUERY_TOKEN_PATHS: Final = frozenset({"/events"})
 #: The RongCloud-compatible routes: signature auth, not the token (server/routes/rongcloud.py).
 SIGNED_PATHS: Final = frozenset({"/user/subscribe/set.json", "/user/subscribe/query.json",
                                  "/user/subscribe/followers.json", "/user/checkOnline.json"})
@@ -37,6 +41,18 @@ SIGNED_PATHS: Final = frozenset({"/user/subscribe/set.json", "/user/subscribe/qu
 def token_ok(given: bytes, token: bytes | None) -> bool:
     """The manager-token rule; constant-time, so the comparison leaks nothing of the token."""
     return token is None or hmac.compare_digest(given, token)
+
+
+def given_token(path: str, headers: Any, args: Any) -> bytes:
+    """The token a quart request presents: the ``token`` header, or ``?token=`` where allowed.
+
+    Header values and query text are compared as the same bytes: tokens are printable ASCII
+    (``server/config.py`` refuses anything else at start), so no encoding choice can differ.
+    """
+    given = headers.get("token")
+    if given is None and path in QUERY_TOKEN_PATHS:
+        given = args.get("token")
+    return (given or "").encode("latin-1", "replace")
 
 
 def forbidden() -> Forbidden:

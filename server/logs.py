@@ -1,19 +1,46 @@
 """Logging set-up: one JSON object per line for machines, readable lines on a terminal.
 
 Secrets never reach a log line: the only places that see them (token check, signature check)
-do not log them, and ``render`` of the configuration masks them.
+do not log them, ``render`` of the configuration masks them, and the access log redacts the
+``?token=`` that ``/events`` accepts (``RedactToken``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
+from collections.abc import MutableMapping
 from typing import Any
+
+_TOKEN_IN_QUERY = re.compile(r"((?:^|[?&])token=)[^&\s\"]*")
 
 # Attributes every LogRecord has; anything else was passed through ``extra=`` and is kept.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class RedactToken(logging.Filter):
+    """Replaces the value of a ``token=`` query parameter in a log record with ``***``.
+
+    hypercorn logs a request as a format string plus a dict of atoms (request line, query
+    string, ...); every text atom is scrubbed in place, so the format still finds its keys.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, MutableMapping):
+            for key, value in list(args.items()):
+                if isinstance(value, str) and "token=" in value:
+                    args[key] = redact(value)
+        elif isinstance(record.msg, str) and "token=" in record.msg:
+            record.msg = redact(record.msg)
+        return True
+
+
+def redact(text: str) -> str:
+    return _TOKEN_IN_QUERY.sub(r"\1***", text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -44,3 +71,6 @@ def setup(level: str = "INFO", fmt: str = "auto") -> None:
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
+    access = logging.getLogger("hypercorn.access")
+    if not any(isinstance(f, RedactToken) for f in access.filters):
+        access.addFilter(RedactToken())

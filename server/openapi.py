@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from server.http import OPEN_PATHS, QUERY_TOKEN_PATHS
 from server.schema import Field, describe
 
 ERROR = {
@@ -87,8 +88,11 @@ def build(docs: Iterable[RouteDoc], token_required: bool) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for doc in docs:
         op = _operation(doc)
-        if token_required and doc.tag not in ("health", "rongcloud"):
+        if token_required and doc.tag not in ("health", "rongcloud") \
+                and doc.path not in OPEN_PATHS:
             op["security"] = [{"managerToken": []}]
+            if doc.path in QUERY_TOKEN_PATHS:
+                op["security"].append({"managerTokenQuery": []})
         paths.setdefault(doc.path, {})[doc.method.lower()] = op
     return {
         "openapi": "3.0.3",
@@ -101,8 +105,11 @@ def build(docs: Iterable[RouteDoc], token_required: bool) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": {"Error": ERROR},
-            "securitySchemes": {"managerToken": {"type": "apiKey", "in": "header",
-                                                 "name": "token"}},
+            "securitySchemes": {
+                "managerToken": {"type": "apiKey", "in": "header", "name": "token"},
+                # only where a browser cannot send headers (EventSource); never logged
+                "managerTokenQuery": {"type": "apiKey", "in": "query", "name": "token"},
+            },
         },
     }
 
@@ -122,7 +129,7 @@ def render_html(spec: dict[str, Any]) -> str:
                 f"{k}{'' if k in schema.get('required', []) else '?'}"
                 for k in schema.get("properties", {})
             ) if schema and schema.get("type") == "object" else
-                (esc(json.dumps(schema)) if schema else ""))
+                (json.dumps(schema) if schema else ""))
             statuses = " ".join(op["responses"])
             rows.append(
                 f"<tr><td><code>{esc(method.upper())}</code></td><td><code>{esc(path)}</code>"

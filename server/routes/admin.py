@@ -1,5 +1,5 @@
-"""Operations: ``/health`` (always open); ``/metrics``, ``/admin/snapshot``, ``/openapi.json`` and
-``/docs`` (manager-token rule)."""
+"""Operations: ``/health``, ``/openapi.json`` and ``/docs`` (always open: they hold no data);
+``/metrics`` and ``/admin/snapshot`` (manager-token rule)."""
 
 from __future__ import annotations
 
@@ -26,10 +26,10 @@ DOCS = [
              response_type="text/plain"),
     RouteDoc("POST", "/admin/snapshot", "write a snapshot now", None, SNAPSHOT, (403, 503),
              tag="ops"),
-    RouteDoc("GET", "/openapi.json", "this document", None, {"type": "object"}, (403,),
-             tag="ops"),
-    RouteDoc("GET", "/docs", "the API as an HTML page", None, TEXT, (403,), tag="ops",
-             response_type="text/html"),
+    RouteDoc("GET", "/openapi.json", "this document (never needs the token)", None,
+             {"type": "object"}, (), tag="ops"),
+    RouteDoc("GET", "/docs", "the API as an HTML page (never needs the token)", None, TEXT, (),
+             tag="ops", response_type="text/html"),
 ]
 
 

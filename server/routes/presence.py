@@ -9,8 +9,9 @@
   ``[{"uid", "device_flag", "online": 1}, ...]`` for the online devices only.
 * ``GET /events`` — Server-Sent Events: one ``event: presence`` per aggregated status flip (and
   a new subscription's first status), ``id`` = log sequence number, resumable with
-  ``Last-Event-ID`` (header, or ``?last_event_id=`` for clients that cannot set headers). See
-  ``server/events.py``.
+  ``Last-Event-ID`` (header, or ``?last_event_id=`` for clients that cannot set headers). The
+  manager token may come as ``?token=`` here for the same reason (``server/http.py``; the access
+  log redacts it). See ``server/events.py``.
 """
 
 from __future__ import annotations

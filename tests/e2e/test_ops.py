@@ -7,6 +7,7 @@ import re
 import httpx
 
 from server.app import route_docs
+from tests.conftest import TOKEN
 from tests.server_process import ServerProcess
 
 
@@ -59,12 +60,25 @@ def test_metrics_move_under_load(client: httpx.Client) -> None:
         assert _sample(text, name) >= 0
 
 
-def test_metrics_and_docs_follow_the_token_rule(shared_server: ServerProcess) -> None:
-    for path in ("/metrics", "/openapi.json", "/docs"):
-        r = httpx.get(shared_server.url + path)
-        assert r.status_code == 403, path
+def test_metrics_follow_the_token_rule_and_the_docs_are_open(
+        shared_server: ServerProcess) -> None:
+    for path in ("/metrics", f"/metrics?token={TOKEN}", "/admin/snapshot"):
+        r = httpx.request("POST" if path.startswith("/admin") else "GET", shared_server.url + path)
+        assert r.status_code == 403, path  # ?token= is for /events only
         assert r.json()["msg"] == "no management permission"
-    assert httpx.get(shared_server.url + "/health").status_code == 200
+    # The description holds no data, and a browser cannot send the header.
+    for path in ("/health", "/openapi.json", "/docs"):
+        assert httpx.get(shared_server.url + path).status_code == 200, path
+
+
+def test_events_take_the_token_in_the_query(shared_server: ServerProcess) -> None:
+    """EventSource cannot send headers: /events accepts ?token=, and only the right one."""
+    with httpx.stream("GET", f"{shared_server.url}/events?token={TOKEN}") as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+    for query in ("?token=wrong", "?token=", ""):
+        r = httpx.get(f"{shared_server.url}/events{query}")
+        assert r.status_code == 403, query
 
 
 def test_openapi_documents_exactly_the_registered_routes(client: httpx.Client) -> None:
@@ -91,3 +105,14 @@ def test_docs_page_renders_every_route(client: httpx.Client) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     for doc in route_docs():
         assert f"<code>{doc.path}</code>" in r.text
+    # a JSON input (the uid array of /user/onlinestatus) is escaped once, not twice
+    assert "&amp;quot;" not in r.text and "&quot;type&quot;" in r.text
+
+
+def test_openapi_marks_which_routes_need_the_token(client: httpx.Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "security" not in paths["/docs"]["get"]
+    assert "security" not in paths["/openapi.json"]["get"]
+    assert "security" not in paths["/health"]["get"]
+    assert paths["/metrics"]["get"]["security"] == [{"managerToken": []}]
+    assert {"managerTokenQuery": []} in paths["/events"]["get"]["security"]
