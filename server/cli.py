@@ -7,6 +7,18 @@
     roster bench <what> ...       benchmarks (see bench/README.md)
 
 ``python -m server ...`` is the same command.
+
+Exit codes of ``roster serve`` (server/startup.py):
+
+    0  clean stop (SIGTERM / SIGINT)
+    1  the log failed while serving (write or fsync error: fail-stop)
+    2  usage error or invalid configuration
+    3  cannot listen: port in use, host not an address of this machine, no permission
+    4  data dir unusable: not a directory, a parent is a file, not writable, disk full
+    5  data dir locked by another server
+    6  the log is corrupt (``roster wal verify`` shows where, ``roster wal repair`` repairs)
+
+A refusal (2-6) prints exactly one line to stderr: ``roster: refusing to start: <reason>``.
 """
 
 from __future__ import annotations
@@ -14,16 +26,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import logging
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
 from server import config
-from wal import WalError
-
-log = logging.getLogger("roster")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,17 +51,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from server import logs
-    from server.runner import ListenError, run
+    from server import logs, startup
+    from server.runner import run
 
     settings = config.from_args(args)
     logs.setup(settings.log_level, settings.log_format)
     try:
         return run(settings)
-    except (WalError, ListenError) as exc:  # corrupt log, locked data dir, port in use
-        log.critical("refusing to start: %s", exc)
-        print(f"roster: refusing to start: {exc}", file=sys.stderr)
-        return 1
+    except Exception as exc:
+        code = startup.exit_code(exc)
+        if code is None:
+            raise
+        # One line, on stderr, for a person or a supervisor's journal; not logged as well, so
+        # that the refusal is the only line a start that never served leaves behind.
+        print(f"roster: refusing to start: {startup.reason(exc, str(settings.data_dir))}",
+              file=sys.stderr, flush=True)
+        return int(code)
 
 
 def _snapshot(args: argparse.Namespace) -> int:

@@ -6,7 +6,15 @@ the snapshotter and the purge task run in our own nursery, not quart's (whose sh
 hypercorn is stopped through its shutdown trigger so in-flight requests finish, and the log is
 flushed and fsynced in a ``finally`` after it returns.
 
-Exit codes: 0 clean stop; 1 the log failed (fail-stop) or start was refused; 2 bad usage.
+Exit codes (server/startup.py keeps the table and maps each refusal to its code):
+
+    0  clean stop          1  the log failed while serving (fail-stop)
+    2  usage / config      3  cannot listen (port in use, host not ours, no permission)
+    4  data dir unusable   5  data dir locked by another server      6  the log is corrupt
+
+A refusal (2-6) happens before anything is served and is raised as a plain exception: errors
+raised inside a trio nursery arrive wrapped in an ExceptionGroup, which :func:`run` unwraps so
+the CLI prints one line instead of a group's traceback.
 """
 
 from __future__ import annotations
@@ -28,8 +36,9 @@ from server.app import create_app
 from server.config import Settings
 from server.resp import RespServer
 from server.service import Roster
+from server.startup import ListenError, sole_error, split_bind, unusable
 from server.state import State
-from wal import DataDirLock, RecoveryProgress, WriteAheadLog, recover
+from wal import DataDirLock, LogFailedError, RecoveryProgress, WriteAheadLog, recover
 
 log = logging.getLogger("roster")
 
@@ -37,10 +46,6 @@ log = logging.getLogger("roster")
 GRACEFUL_TIMEOUT_S = 10.0
 #: an idle keep-alive connection is closed after this long
 IDLE_TIMEOUT_S = 75
-
-
-class ListenError(Exception):
-    """A port cannot be bound (in use, no permission): start is refused, exit code 1."""
 
 
 class InFlight:
@@ -171,7 +176,10 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
     lock = DataDirLock(settings.data_dir)
     lock.acquire()
     try:
-        state, last_lsn = recover_state(settings)
+        try:
+            state, last_lsn = recover_state(settings)
+        except OSError as exc:  # e.g. a segment this user may not read
+            raise unusable(str(settings.data_dir), exc, "cannot read the log") from None
         fatal: list[BaseException] = []
         stop = trio.Event()
 
@@ -194,11 +202,6 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
                               settings.resp_max_clients, settings.resp_idle_timeout,
                               settings.token)
             roster.metric_sources.append(resp.collect)
-        if not settings.is_loopback() and not settings.token:
-            log.warning(
-                "LISTENING ON %s WITHOUT A MANAGER TOKEN: anyone who can reach this port can "
-                "change every channel. Pass --token (or ROSTER_TOKEN).",
-                " and ".join(sorted({settings.host, settings.resp_host or settings.host})))
 
         # Bind both ports before anything starts, so a port in use is one clear line, not a
         # traceback from inside a nursery.
@@ -209,11 +212,24 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
                 await resp.listen()
             except OSError as exc:
                 _close(http_sockets)
-                raise ListenError(f"cannot listen for RESP on {resp.host}:{resp.port}: "
-                                  f"{exc.strerror or exc}") from None
+                raise ListenError.bind_failed("RESP", resp.host, resp.port, exc,
+                                              host_flag="--resp-host",
+                                              port_flag="--resp-port") from None
+        if not settings.is_loopback() and not settings.token:
+            log.warning(
+                "LISTENING ON %s WITHOUT A MANAGER TOKEN: anyone who can reach this port can "
+                "change every channel. Pass --token (or ROSTER_TOKEN).",
+                " and ".join(sorted({settings.host, settings.resp_host or settings.host})))
 
         async with trio.open_nursery() as nursery:
-            await nursery.start(wal.run)
+            try:
+                await nursery.start(wal.run)
+            except LogFailedError as exc:  # the first segment: a full disk, an I/O error
+                cause = exc.__cause__
+                if not isinstance(cause, OSError):
+                    raise
+                raise unusable(str(settings.data_dir), cause,
+                               "cannot create the first log segment") from None
             nursery.start_soon(roster.snapshot_loop)
             nursery.start_soon(roster.purge_loop)
             nursery.start_soon(roster.webhook_loop)
@@ -261,8 +277,9 @@ def _bind_http(cfg: HypercornConfig) -> Sockets:
     try:
         sockets = cfg.create_sockets()
     except OSError as exc:
-        raise ListenError(f"cannot listen for HTTP on {' '.join(cfg.bind)}: "
-                          f"{exc.strerror or exc}") from None
+        host, port = split_bind(cfg.bind[0])
+        raise ListenError.bind_failed("HTTP", host, port, exc, host_flag="--host",
+                                      port_flag="--port") from None
     for sock in sockets.insecure_sockets:
         sock.listen(cfg.backlog)
     return sockets
@@ -282,5 +299,11 @@ async def _stop_on_signal(stop: trio.Event) -> None:
 
 
 def run(settings: Settings) -> int:
-    """Serve in this process; recovery errors (corrupt log, locked dir) propagate to the CLI."""
-    return trio.run(serve, settings)
+    """Serve in this process; start-up refusals (server/startup.py) propagate to the CLI."""
+    try:
+        return trio.run(serve, settings)
+    except BaseExceptionGroup as group:
+        sole = sole_error(group)
+        if sole is group:
+            raise
+        raise sole from None

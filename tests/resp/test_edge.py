@@ -643,12 +643,13 @@ def test_resp_port_in_use_refuses_start(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         done = run_cli("serve", "--data-dir", str(tmp_path / "data"), "--host", "127.0.0.1",
                        "--port", "0", "--resp-port", str(port), "--token", TOKEN, timeout=60)
-    assert done.returncode == 1, done
+    assert done.returncode == 3, done  # 3: cannot listen
     assert "roster: listening" not in done.stdout and "roster: resp on" not in done.stdout
     # stderr: JSON log lines, and one line for a human
     human = [line for line in done.stderr.splitlines() if not line.startswith("{")]
     assert human == [f"roster: refusing to start: cannot listen for RESP on 127.0.0.1:{port}: "
-                     "Address already in use"], done.stderr
+                     f"port {port} is already in use (Address already in use); stop what listens "
+                     "there or choose another port with --resp-port"], done.stderr
     for line in done.stderr.splitlines():
         if line.startswith("{"):
             json.loads(line)
