@@ -5,6 +5,7 @@
     roster snapshot [--url ...]   ask a running server to write a snapshot now
     roster wal inspect|verify|repair ...   examine or repair a data dir (server stopped)
     roster bench <what> ...       benchmarks (see bench/README.md)
+    roster --version              print "roster <version>"
 
 ``python -m server ...`` is the same command.
 
@@ -32,11 +33,13 @@ import urllib.request
 from collections.abc import Sequence
 
 from server import config
+from server.version import version
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roster", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"roster {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     config.add_arguments(sub.add_parser("serve", help="run the server"))
     config.add_arguments(sub.add_parser("config", help="print the effective configuration"))

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from server.http import OPEN_PATHS, QUERY_TOKEN_PATHS
 from server.schema import Field, describe
+from server.version import version
 
 ERROR = {
     "type": "object",
@@ -98,7 +99,7 @@ def build(docs: Iterable[RouteDoc], token_required: bool) -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {
             "title": "Roster",
-            "version": "0.1.0",
+            "version": version(),
             "description": "Channel-state and presence server: WuKongIM-compatible channel API, "
                            "RongCloud-compatible subscriptions, durable msgpack write-ahead log.",
         },

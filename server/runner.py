@@ -38,6 +38,7 @@ from server.resp import RespServer
 from server.service import Roster
 from server.startup import ListenError, sole_error, split_bind, unusable
 from server.state import State
+from server.version import version
 from wal import DataDirLock, LogFailedError, RecoveryProgress, WriteAheadLog, recover
 
 log = logging.getLogger("roster")
@@ -244,10 +245,11 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
                         hcfg, sockets=http_sockets, shutdown_trigger=stop.wait))
                     if resp is not None:
                         print(f"roster: resp on {' '.join(resp_addrs)}", flush=True)
-                    print(f"roster: listening on {' '.join(addrs)} (data {settings.data_dir}, "
-                          f"fsync {settings.fsync}, lsn {last_lsn})", flush=True)
+                    print(f"roster: listening on {' '.join(addrs)} (version {version()}, data "
+                          f"{settings.data_dir}, fsync {settings.fsync}, lsn {last_lsn})",
+                          flush=True)
                     log.info("listening", extra={"addresses": addrs, "resp": resp_addrs,
-                                                 "lsn": last_lsn})
+                                                 "lsn": last_lsn, "version": version()})
                     task_status.started(addrs)
                     await stop.wait()
                     roster.events.close()  # end the /events streams: they would never drain

@@ -11,16 +11,19 @@ from quart_trio import QuartTrio
 from server.http import Api, json_response
 from server.metrics import CONTENT_TYPE
 from server.openapi import RouteDoc, build, render_html
+from server.version import version
 
-HEALTH = {"type": "object", "required": ["status", "lsn"],
-          "properties": {"status": {"type": "string"}, "lsn": {"type": "integer"}}}
+HEALTH = {"type": "object", "required": ["status", "lsn", "version"],
+          "properties": {"status": {"type": "string"}, "lsn": {"type": "integer"},
+                         "version": {"type": "string"}}}
 SNAPSHOT = {"type": "object", "required": ["status", "lsn", "bytes", "seconds"],
             "properties": {"status": {"type": "string"}, "lsn": {"type": "integer"},
                            "bytes": {"type": "integer"}, "seconds": {"type": "number"}}}
 TEXT = {"type": "string"}
 
 DOCS = [
-    RouteDoc("GET", "/health", "liveness and the durable log position (never needs the token)",
+    RouteDoc("GET", "/health", "liveness, the durable log position and the server's version "
+             "(never needs the token)",
              None, HEALTH, (), tag="health"),
     RouteDoc("GET", "/metrics", "Prometheus text exposition", None, TEXT, (403,), tag="ops",
              response_type="text/plain"),
@@ -46,7 +49,8 @@ def register(app: QuartTrio, api: Api) -> None:
 
     @app.get("/health")
     async def health() -> Response:
-        return json_response({"status": "ok", "lsn": roster.wal.durable_lsn})
+        return json_response({"status": "ok", "lsn": roster.wal.durable_lsn,
+                              "version": version()})
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import signal
 import time
+import tomllib
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 from tests.conftest import TOKEN
 from tests.e2e.helpers import client_for, ok, running
 
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 STOP_BOUND_S = 10.0
 KEEP_ALIVE_STOP_BOUND_S = 5.0
 
@@ -72,3 +74,13 @@ def test_non_loopback_bind_without_token_warns(tmp_path: Path, token: str | None
         assert warned, text
     else:
         assert not warned, text
+
+
+def test_version_in_the_listening_line_health_and_openapi(tmp_path: Path) -> None:
+    with PYPROJECT.open("rb") as f:
+        expected = tomllib.load(f)["project"]["version"]
+    with running(tmp_path / "data") as proc, client_for(proc.url, TOKEN) as c:
+        [line] = [ln for ln in proc.text().splitlines() if "roster: listening on" in ln]
+        assert f"(version {expected}, data " in line, line
+        assert c.get("/health").json()["version"] == expected
+        assert c.get("/openapi.json").json()["info"]["version"] == expected
