@@ -4,7 +4,7 @@
   subscribers, whitelists, blacklists and system accounts), built partly over HTTP and partly over
   RESP pipelines, then a few thousand random checks (unknown channels and uids included) asked
   through ``/permission/check_batch``, ``CHECKM`` and a sample through single ``CHECK``: the
-  reason codes must be identical, and equal to a model of the rules written down from the README.
+  reason codes must be identical, and equal to a model of the rules written down from docs/api.md.
 * A hypothesis variant: one generated op sequence applied to two mirrored universes, one over
   HTTP and one over RESP; every op must have the same outcome (ok or the same error code), and
   afterwards every check and every readable list must agree.
@@ -42,7 +42,7 @@ def code_of(exc: BaseException) -> str:
     return str(exc).split(" ", 1)[0]
 
 
-# -- a model of the decision, from the README's rule list ---------------------------------------
+# -- a model of the decision, from the rule list in docs/api.md ---------------------------------
 
 
 @dataclass
