@@ -18,6 +18,7 @@ Exit codes of ``roster serve`` (server/startup.py):
     4  data dir unusable: not a directory, a parent is a file, not writable, disk full
     5  data dir locked by another server
     6  the log is corrupt (``roster wal verify`` shows where, ``roster wal repair`` repairs)
+    130  SIGINT during recovery, before serving (once serving, SIGINT/SIGTERM stop cleanly: 0)
 
 A refusal (2-6) prints exactly one line to stderr: ``roster: refusing to start: <reason>``.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
 import urllib.error
 import urllib.request
@@ -61,6 +63,9 @@ def _serve(args: argparse.Namespace) -> int:
     logs.setup(settings.log_level, settings.log_format)
     try:
         return run(settings)
+    except KeyboardInterrupt:  # SIGINT before the signal handler is up (during recovery)
+        print("roster: interrupted before serving", file=sys.stderr, flush=True)
+        return 128 + signal.SIGINT
     except Exception as exc:
         code = startup.exit_code(exc)
         if code is None:

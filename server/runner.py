@@ -293,11 +293,24 @@ def _close(sockets: Sockets) -> None:
 
 
 async def _stop_on_signal(stop: trio.Event) -> None:
+    """Set ``stop`` on the first SIGINT/SIGTERM, and keep receiving until cancelled.
+
+    The receiver stays open through the whole drain: closed, it would hand SIGINT back to
+    Python (a KeyboardInterrupt traceback in the middle of the drain) and SIGTERM back to the
+    default action (death before the log's final flush). A repeated signal is logged once per
+    signal name; the drain carries on. SIGKILL is the way to stop at once.
+    """
+    repeated: set[str] = set()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
-            log.info("received %s: finishing in-flight requests", signal.Signals(signum).name)
-            stop.set()
-            return
+            name = signal.Signals(signum).name
+            if not stop.is_set():
+                log.info("received %s: finishing in-flight requests", name)
+                stop.set()
+            elif name not in repeated:
+                repeated.add(name)
+                log.warning("received %s while stopping: still finishing in-flight requests "
+                            "(at most %.0f s); SIGKILL stops at once", name, GRACEFUL_TIMEOUT_S)
 
 
 def run(settings: Settings) -> int:

@@ -7,6 +7,7 @@
     4  the data dir is unusable: not a directory, a parent is a file, not writable, disk full
     5  the data dir is locked by another server
     6  the log is corrupt (``roster wal verify`` shows where, ``roster wal repair`` repairs)
+    130  SIGINT during recovery, before serving
 
 Codes 2-6 are start-up refusals: nothing was served, and stderr holds exactly one line,
 ``roster: refusing to start: <reason>`` (``roster: invalid configuration: ...`` for 2). A

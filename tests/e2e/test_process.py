@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
+import socket
 import time
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from tests.conftest import TOKEN
 from tests.e2e.helpers import client_for, ok, running
+from tests.server_process import wait_until
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 STOP_BOUND_S = 10.0
@@ -84,3 +88,41 @@ def test_version_in_the_listening_line_health_and_openapi(tmp_path: Path) -> Non
         assert f"(version {expected}, data " in line, line
         assert c.get("/health").json()["version"] == expected
         assert c.get("/openapi.json").json()["info"]["version"] == expected
+
+
+def test_repeated_signals_during_the_drain(tmp_path: Path) -> None:
+    """SIGTERM, then SIGTERM and SIGINT again while a request is still in flight: each repeat is
+    logged once, the request is still answered, and the exit is the clean 0."""
+    body = json.dumps({"channel_id": "slow", "channel_type": 2}).encode()
+    head = (f"POST /channel HTTP/1.1\r\nhost: x\r\ntoken: {TOKEN}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+            "expect: 100-continue\r\n\r\n").encode()
+    with running(tmp_path / "data") as proc:
+        assert proc.proc is not None
+        url = urlsplit(proc.url)
+        with socket.create_connection((url.hostname, url.port), timeout=30) as s:
+            s.sendall(head)
+            # the 100 comes once the request is handed to the app: it is in flight from here
+            assert s.recv(100).startswith(b"HTTP/1.1 100 "), "no 100 Continue"
+            s.sendall(body[:5])
+            proc.proc.send_signal(signal.SIGTERM)
+            wait_until(lambda: "received SIGTERM: finishing" in proc.text(), 30, "first SIGTERM")
+            proc.proc.send_signal(signal.SIGTERM)
+            proc.proc.send_signal(signal.SIGTERM)
+            wait_until(lambda: "received SIGTERM while stopping" in proc.text(), 30, "repeat")
+            proc.proc.send_signal(signal.SIGINT)
+            wait_until(lambda: "received SIGINT while stopping" in proc.text(), 30, "SIGINT")
+            s.sendall(body[5:])
+            answer = b""
+            for _ in range(100):  # until the server closes (it is stopping), bounded
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        code = proc.wait()
+        text = proc.text()
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert code == 0, text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    assert text.count("received SIGTERM while stopping") == 1, text
+    assert text.count("received SIGINT while stopping") == 1, text
