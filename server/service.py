@@ -31,6 +31,10 @@ from wal import LogFailedError, SnapshotError, SnapshotInfo, WriteAheadLog
 
 log = logging.getLogger("roster")
 
+# After a failed automatic snapshot (disk full, out of descriptors) the next try waits this long
+# instead of coming with the next write: one logged error per pause, not one per request.
+SNAPSHOT_RETRY_S = 5.0
+
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -153,6 +157,7 @@ class Roster:
                 except Unavailable as exc:
                     if exc.code == "log_unavailable":
                         return  # the log failed; the runner is already stopping the process
+                    await trio.sleep(SNAPSHOT_RETRY_S)
 
     async def purge_loop(self) -> None:
         """Remove expired temporary channels and subscriptions; each purge is logged."""

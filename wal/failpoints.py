@@ -14,6 +14,8 @@ at all on the I/O path (:func:`io_hooks` then hands back the real functions).
     snap_before_rename                snapshot writer: data fsynced, ``*.tmp`` not yet renamed
     snap_after_rename_before_dirsync  snapshot writer: renamed, directory not yet fsynced
     before_segment_delete             snapshot retention, before each covered segment's unlink
+    spare_before_rename               rotation: the spare segment holds its header (fsynced) and
+                                      is not yet renamed to its segment name (hit 1 is at start)
 
 **Injected I/O errors** replace the log's ``write`` / ``fdatasync`` (``WriteAheadLog._write`` and
 ``_fdatasync``) so that their N-th call fails. Every call the log makes counts, in order: the
@@ -49,6 +51,7 @@ CRASH_POINTS = frozenset({
     "snap_before_rename",
     "snap_after_rename_before_dirsync",
     "before_segment_delete",
+    "spare_before_rename",
 })
 IO_ERRORS = frozenset({"fsync_eio", "fsync_enospc", "write_eio", "write_enospc", "write_short"})
 

@@ -4,6 +4,8 @@
         LOCK                         flock'ed by the running process (lock.py)
         wal/<first_lsn:020d>.wal     log segments; the zero-padded name sorts in LSN order
         wal/broken/                  torn tails and dropped segments, kept for forensics
+        wal/next.spare               the next segment, created and held open ahead of time so a
+                                     rotation needs no new descriptor; never read by recovery
         snap/<last_lsn:020d>.snap    snapshots; ``.snap.broken`` = failed validation
         */*.tmp                      half-written files, deleted at start
 """
@@ -19,6 +21,7 @@ WAL_DIR = "wal"
 SNAP_DIR = "snap"
 BROKEN_DIR = "broken"
 LOCK_FILE = "LOCK"
+SPARE_SEGMENT = "next.spare"
 
 _SEGMENT_RE = re.compile(r"^(\d{20})\.wal$")
 _SNAPSHOT_RE = re.compile(r"^(\d{20})\.snap$")
@@ -50,6 +53,12 @@ def broken_dir(data_dir: Path) -> Path:
 
 def segment_path(data_dir: Path, first_lsn: int) -> Path:
     return wal_dir(data_dir) / f"{first_lsn:020d}.wal"
+
+
+def spare_segment_path(data_dir: Path) -> Path:
+    """The spare segment: empty or a header without records, and not a segment until the log
+    renames it to one, so a leftover is truncated and reused by the next start."""
+    return wal_dir(data_dir) / SPARE_SEGMENT
 
 
 def snapshot_path(data_dir: Path, lsn: int) -> Path:

@@ -23,6 +23,13 @@ makes every later ``submit`` raise it, and calls ``on_fatal`` exactly once. An f
 retried: after a failed fsync Linux may already have dropped the dirty pages, so a retry that
 "succeeds" proves nothing (the PostgreSQL fsyncgate lesson).
 
+Descriptors: a rotation needs none. The wal directory stays open for the log's lifetime (its
+fsyncs), and the next segment is created and held open ahead of time as ``wal/next.spare``; a
+rotation writes the header into the spare, renames it to its segment name and only then closes the
+old segment, whose freed slot the new spare takes. When clients have taken every descriptor and no
+spare could be made, a rotation is postponed (the segment grows past ``segment_bytes``) and retried
+at the next batch, with one warning per incident: running out of descriptors never stops the log.
+
 The flusher calls ``self._write`` and ``self._fdatasync`` (``os.write`` / ``os.fdatasync`` by
 default), so tests can replace them to inject EIO, ENOSPC or short writes; in a real server process
 ``ROSTER_FAILPOINTS=fsync_eio@N`` and friends do the same (wal/failpoints.py).
@@ -31,6 +38,7 @@ default), so tests can replace them to inject EIO, ENOSPC or short writes; in a 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -43,7 +51,14 @@ from wal.codec import new_packer
 from wal.errors import LogClosedError, LogFailedError, SnapshotError
 from wal.failpoints import failpoint, io_hooks
 from wal.framing import HEADER_SIZE, RT_OPS, encode_header, encode_record
-from wal.layout import fsync_dir, list_segments, list_snapshots, segment_path, wal_dir
+from wal.layout import (
+    fsync_dir,
+    list_segments,
+    list_snapshots,
+    segment_path,
+    spare_segment_path,
+    wal_dir,
+)
 from wal.snapshot import SnapshotInfo, apply_retention, write_snapshot
 
 FsyncPolicy = Literal["always", "interval", "none"]
@@ -55,6 +70,11 @@ DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 _MAX_SHORT_WRITES = 1
 
 _fdatasync_default: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+
+# Out of descriptors: a rotation waits for one instead of failing the log.
+_NO_DESCRIPTOR = (errno.EMFILE, errno.ENFILE)
+
+log = logging.getLogger("roster")
 
 
 class WriteAheadLog:
@@ -120,6 +140,9 @@ class WriteAheadLog:
         # The open segment. _good_offset = end of the last acknowledged data in it: where a
         # failure cuts the file back to.
         self._fd = -1
+        self._dir_fd = -1
+        self._spare_fd = -1
+        self._postponed_rotations = 0
         self._seg_first = 0
         self._seg_offset = 0
         self._good_offset = 0
@@ -185,6 +208,11 @@ class WriteAheadLog:
     @property
     def fsync_count(self) -> int:
         return self._fsync_count
+
+    @property
+    def postponed_rotations(self) -> int:
+        """Rotations put off because no descriptor was free for the spare segment."""
+        return self._postponed_rotations
 
     @property
     def failed(self) -> bool:
@@ -286,9 +314,12 @@ class WriteAheadLog:
         self._bytes_before_start = sum(
             seg.size - HEADER_SIZE for seg in list_segments(self.data_dir)
             if seg.first_lsn > newest and seg.size > HEADER_SIZE)
+        self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._spare_fd = self._open_spare()
         first = self._acked_lsn + 1
-        self._fd = self._create_segment(first)
+        self._fd = self._promote_spare(first)
         self._seg_first, self._seg_offset, self._good_offset = first, HEADER_SIZE, HEADER_SIZE
+        self._refill_spare()
 
     async def _flush_loop(self) -> None:
         interval = self.fsync_policy == "interval"
@@ -304,8 +335,7 @@ class WriteAheadLog:
             elif self._closing:
                 if unsynced:
                     await self._sync()
-                fd, self._fd = self._fd, -1
-                await trio.to_thread.run_sync(os.close, fd)
+                await trio.to_thread.run_sync(self._close_files)
                 return
             elif interval and unsynced:
                 with trio.move_on_at(self._last_sync_time + self.fsync_interval_s):
@@ -394,24 +424,40 @@ class WriteAheadLog:
         event, self._synced_event = self._synced_event, trio.Event()
         event.set()
 
-    def _create_segment(self, first_lsn: int) -> int:
-        """Worker thread: a new segment holding just its header, durable with its directory
-        entry. Built as ``.tmp`` and renamed, so a crash never leaves a half-made header."""
+    def _open_spare(self) -> int:
+        """Worker thread: create (or truncate a leftover) spare segment and keep it open. It
+        needs no fsync: it only becomes a segment through :meth:`_promote_spare`."""
+        return os.open(spare_segment_path(self.data_dir),
+                       os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+
+    def _refill_spare(self) -> None:
+        """Worker thread, after a rotation: take a new spare. A failure is not the log's: the
+        next rotation tries again (and waits if descriptors are still short)."""
+        try:
+            self._spare_fd = self._open_spare()
+        except OSError as exc:
+            log.warning("no spare log segment for the next rotation (%s); trying again then",
+                        exc)
+
+    def _promote_spare(self, first_lsn: int) -> int:
+        """Worker thread: turn the open spare into the segment starting at ``first_lsn``: its
+        header is written and fdatasync'ed before the rename, so a crash never leaves a segment
+        with a half-made header, and the directory fsync makes the name durable."""
         path = segment_path(self.data_dir, first_lsn)
         if path.exists() and path.stat().st_size > HEADER_SIZE:
             # Recovery would have ended the log before this LSN; records here mean the caller
             # passed the wrong next_lsn. Never overwrite them.
             raise FileExistsError(errno.EEXIST, "segment already holds records", str(path))
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd, self._spare_fd = self._spare_fd, -1
         try:
             self._write_header(fd, encode_header(first_lsn))
             self._fdatasync(fd)
-            os.replace(tmp, path)  # replaces a header-only leftover with the same first LSN
-            fsync_dir(path.parent)
+            failpoint("spare_before_rename")
+            # Replaces a header-only leftover with the same first LSN.
+            os.replace(spare_segment_path(self.data_dir), path)
+            os.fsync(self._dir_fd)
         except BaseException:
             os.close(fd)
-            tmp.unlink(missing_ok=True)
             raise
         return fd
 
@@ -420,15 +466,42 @@ class WriteAheadLog:
             raise OSError(errno.ENOSPC, "short write of a segment header")
 
     def _rotate_files(self, old_fd: int, first_lsn: int) -> tuple[int, float]:
-        """Worker thread: make the old segment durable, then start the next one."""
+        """Worker thread: make the old segment durable, then start the next one from the spare.
+        Returns ``(-1, 0.0)`` without touching anything if there is no spare and no descriptor
+        to make one."""
+        if self._spare_fd < 0:
+            try:
+                self._spare_fd = self._open_spare()
+            except OSError as exc:
+                if exc.errno in _NO_DESCRIPTOR:
+                    return -1, 0.0
+                raise
         seconds = self._timed_fdatasync(old_fd)
-        new_fd = self._create_segment(first_lsn)
+        new_fd = self._promote_spare(first_lsn)
+        # The old segment's slot is freed just before the new spare is opened, so the spare
+        # usually gets it even when clients hold every other descriptor.
         os.close(old_fd)
+        self._refill_spare()
         return new_fd, seconds
 
     async def _rotate(self, first_lsn: int) -> None:
         target = self._written_lsn
         fd, seconds = await trio.to_thread.run_sync(self._rotate_files, self._fd, first_lsn)
+        if fd < 0:
+            # The batch goes on into the current segment (records stay contiguous, retention
+            # just keeps this longer segment until a later snapshot covers it); _rotate_due or
+            # the snapshot cut stays set, so the next batch tries again.
+            if self._postponed_rotations == 0:
+                log.warning("log segment rotation postponed: the process is out of file "
+                            "descriptors; appending to %s until one is free",
+                            segment_path(self.data_dir, self._seg_first).name)
+            self._postponed_rotations += 1
+            self._rotate_due = True
+            return
+        if self._postponed_rotations:
+            log.warning("log segment rotation done after %d postponed attempt(s)",
+                        self._postponed_rotations)
+            self._postponed_rotations = 0
         self._note_sync(seconds, target)
         self._fd = fd
         self._seg_first, self._seg_offset, self._good_offset = first_lsn, HEADER_SIZE, HEADER_SIZE
@@ -474,13 +547,26 @@ class WriteAheadLog:
         finally:
             os.close(fd)
 
+    def _close_files(self) -> None:
+        """Worker thread, on a clean close: the segment, the directory, and the spare (deleted:
+        a clean shutdown leaves only segments behind)."""
+        if self._spare_fd >= 0:
+            spare_segment_path(self.data_dir).unlink(missing_ok=True)
+        self._close_descriptors()
+
+    def _close_descriptors(self) -> None:
+        for name in ("_fd", "_spare_fd", "_dir_fd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                setattr(self, name, -1)
+                os.close(fd)
+
     def _stop(self) -> None:
         """run() is ending, normally or not: fail whatever was not written."""
         self._state = "stopped"
         self._closing = True
-        if self._fd >= 0:  # cancelled mid-flight: nothing to flush into any more
-            os.close(self._fd)
-            self._fd = -1
+        # Cancelled mid-flight or failed: nothing to flush into any more.
+        self._close_descriptors()
         if self._error is None and self.last_lsn > self._acked_lsn:
             self._error = LogClosedError(
                 f"the log flusher stopped before lsn {self._acked_lsn + 1}..{self.last_lsn} "

@@ -16,6 +16,8 @@ import pytest
 from tests.wal.helpers import obj, run_recover, running
 from wal import LogFailedError, WriteAheadLog, failpoint, failpoints, list_snapshots, recover
 from wal.failpoints import ENV_VAR, EXIT_CODE
+from wal.framing import HEADER_SIZE
+from wal.layout import spare_segment_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -200,3 +202,22 @@ async def test_env_injected_fsync_error_fails_the_log(
             await log.wait_durable(log.submit(obj(2)))
     assert len(fatal) == 1
     assert run_recover(tmp_path).lsns == [1]
+
+
+async def test_crash_with_a_spare_segment_present_recovers_cleanly(tmp_path: Path) -> None:
+    """The child dies in its first rotation, after the spare got its header and before the rename:
+    the spare is a complete-looking segment under a name recovery never reads."""
+    data = tmp_path / "data"
+    proc, acked = run_child(data, "spare_before_rename@2", 0)
+    assert proc.returncode == EXIT_CODE, proc.stderr
+    assert acked and spare_segment_path(data).stat().st_size == HEADER_SIZE
+    state, report = restore(data)
+    assert report.torn_tail is None and not report.messages
+    # The batch that wanted the new segment was never written.
+    assert report.last_lsn == len(acked)
+    assert state == {f"k{i}": i for i in acked}
+    async with running(data, next_lsn=report.last_lsn + 1, segment_bytes=256) as log:
+        for i in range(report.last_lsn + 1, report.last_lsn + 31):
+            await log.wait_durable(log.submit(["set", f"k{i}", i]))
+    state, report = restore(data)
+    assert report.last_lsn == len(acked) + 30 and len(state) == report.last_lsn
