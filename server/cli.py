@@ -2,7 +2,8 @@
 
     roster serve [options]        run the server (recovers the log first)
     roster config [options]       print the effective configuration, secrets masked
-    roster snapshot [--url ...]   ask a running server to write a snapshot now
+    roster snapshot [options]     ask a running server to write a snapshot now (finds it and
+                                  its token through --config, ROSTER_HOST/PORT/TOKEN or flags)
     roster wal inspect|verify|repair ...   examine or repair a data dir (server stopped)
     roster bench <what> ...       benchmarks (see bench/README.md)
     roster --version              print "roster <version>"
@@ -27,14 +28,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import signal
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 
-from server import config
+from server import client, config
 from server.version import version
 
 
@@ -45,9 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     config.add_arguments(sub.add_parser("serve", help="run the server"))
     config.add_arguments(sub.add_parser("config", help="print the effective configuration"))
-    snap = sub.add_parser("snapshot", help="ask a running server to write a snapshot now")
-    snap.add_argument("--url", default="http://127.0.0.1:5001")
-    snap.add_argument("--token", default=None)
+    client.add_arguments(sub.add_parser(
+        "snapshot", help="ask a running server to write a snapshot now",
+        description="Finds the server as `roster serve` was configured: flags > ROSTER_* "
+                    "environment > --config file. Exit 0 done; 1 unreachable, refused or failed; "
+                    "2 invalid configuration."))
     # Sub-tools with parsers of their own get the rest of the command line untouched.
     for name, text in (("wal", "inspect, verify or repair a data dir"), ("bench", "benchmarks")):
         tool = sub.add_parser(name, help=text, add_help=False)
@@ -75,21 +75,6 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"roster: refusing to start: {startup.reason(exc, str(settings.data_dir))}",
               file=sys.stderr, flush=True)
         return int(code)
-
-
-def _snapshot(args: argparse.Namespace) -> int:
-    req = urllib.request.Request(args.url.rstrip("/") + "/admin/snapshot", data=b"",
-                                 method="POST", headers={"token": args.token or ""})
-    try:
-        with urllib.request.urlopen(req, timeout=600) as resp:
-            print(json.dumps(json.load(resp)))
-            return 0
-    except urllib.error.HTTPError as exc:
-        print(f"roster: snapshot failed: {exc.code} {exc.read().decode(errors='replace')}",
-              file=sys.stderr)
-    except OSError as exc:
-        print(f"roster: cannot reach {args.url}: {exc}", file=sys.stderr)
-    return 1
 
 
 def _delegate(command: str, rest: list[str]) -> int:
@@ -121,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"roster: invalid configuration: {exc}", file=sys.stderr)
         return 2
     if args.command == "snapshot":
-        return _snapshot(args)
+        return client.snapshot(args)
     return 2
 
 

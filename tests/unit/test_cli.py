@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from server import client, config
 from server import version as version_module
 from server.version import FALLBACK, version
 from tests.server_process import run_cli
@@ -49,3 +50,25 @@ def test_without_package_metadata_the_fallback_is_used(
 def test_roster_version_flag() -> None:
     done = run_cli("--version")
     assert (done.returncode, done.stdout, done.stderr) == (0, f"roster {project_version()}\n", "")
+
+
+@pytest.mark.parametrize(("host", "port", "url", "expected"), [
+    ("127.0.0.1", 5001, None, "http://127.0.0.1:5001"),
+    ("0.0.0.0", 7000, None, "http://127.0.0.1:7000"),
+    ("::", 7000, None, "http://[::1]:7000"),
+    ("::1", 7000, None, "http://[::1]:7000"),
+    ("db.internal", 80, None, "http://db.internal:80"),
+    ("127.0.0.1", 5001, "127.0.0.1:6000", "http://127.0.0.1:6000"),
+    ("127.0.0.1", 5001, "[::1]:6000", "http://[::1]:6000"),
+    ("127.0.0.1", 5001, "https://roster.example/", "https://roster.example"),
+    ("127.0.0.1", 5001, "http://0.0.0.0:6000/base/", "http://127.0.0.1:6000/base"),
+])
+def test_client_base_url(host: str, port: int, url: str | None, expected: str) -> None:
+    settings = config.Settings(host=host, port=port)
+    assert client.base_url(settings, url) == expected
+
+
+@pytest.mark.parametrize("url", ["ftp://h:1", "h:notaport", "http://", "http://h:99999"])
+def test_client_base_url_refuses(url: str) -> None:
+    with pytest.raises(client.UsageError):
+        client.base_url(config.Settings(), url)
