@@ -42,7 +42,8 @@ def _positive(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
+    """``prog`` is how the user ran it: ``roster bench`` passes its own name for --help."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--quick", action="store_true",
                         help="small sizes and short runs (each sub-command < 1 min)")
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--members", type=_positive, default=10,
                         help="subscribers per channel (default 10)")
 
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="sub", required=True)
 
@@ -136,8 +137,8 @@ def _runner(name: str) -> tuple[Callable[[argparse.Namespace], Record], Printer]
     return module.main, module.print_table
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(list(argv) if argv is not None else None)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m bench") -> int:
+    args = build_parser(prog).parse_args(list(argv) if argv is not None else None)
     table_out = sys.stderr if args.json else sys.stdout
     records: list[Record] = []
     if args.sub == "all":

@@ -84,7 +84,7 @@ def _delegate(command: str, rest: list[str]) -> int:
         parser = argparse.ArgumentParser(prog="roster")
         wal_cli.add_parser(parser.add_subparsers(dest="command", required=True))
         return int(wal_cli.run(parser.parse_args([command, *rest])))
-    return int(importlib.import_module("bench.cli").main(rest))
+    return int(importlib.import_module("bench.cli").main(rest, prog="roster bench"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from importlib import metadata
@@ -72,3 +74,15 @@ def test_client_base_url(host: str, port: int, url: str | None, expected: str) -
 def test_client_base_url_refuses(url: str) -> None:
     with pytest.raises(client.UsageError):
         client.base_url(config.Settings(), url)
+
+
+@pytest.mark.parametrize(("command", "usage"), [
+    ((sys.executable, "-m", "server", "bench", "--help"), "usage: roster bench "),
+    ((sys.executable, "-m", "server", "bench", "decide", "--help"), "usage: roster bench decide "),
+    ((sys.executable, "-m", "bench", "--help"), "usage: python -m bench "),
+    ((sys.executable, "-m", "bench", "decide", "--help"), "usage: python -m bench decide "),
+])
+def test_bench_help_names_the_command_that_was_run(command: tuple[str, ...], usage: str) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False,
+                          cwd=PYPROJECT.parent)
+    assert done.returncode == 0 and done.stdout.startswith(usage), done
