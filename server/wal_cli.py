@@ -1,12 +1,10 @@
 """``roster wal inspect | verify | repair``: the write-ahead log tools (logic in ``wal/tools.py``).
 
-Wiring into ``roster`` (server/cli.py)::
+``roster wal ...`` runs this (server/cli.py); ``python -m server.wal_cli ...`` is the same.
 
-    from server import wal_cli
-    wal_cli.add_parser(sub)                    # in build_parser(), next to "serve"
-    if args.command == "wal": return wal_cli.run(args)   # in main()
-
-Until then: ``python -m server.wal_cli inspect --data-dir ./data`` (same sub-commands and flags).
+The data directory comes from the same configuration as ``roster serve``'s: ``--data-dir`` >
+``ROSTER_DATA_DIR`` > ``data_dir`` in the ``--config`` file > ``./data``; so the tools look at
+the directory the server uses, set up however it was.
 
 Exit codes: 0 clean / repaired; 1 a start would be refused (corruption), or repair refused (needs
 ``--drop-after-corruption``, or a server holds the data directory); 2 bad usage or not a data
@@ -21,16 +19,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from server import config
 from wal import LockedError, tools
 
-_DATA_DIR_HELP = "the server's data directory (default ./data)"
+_DATA_DIR_HELP = ("the server's data directory [env ROSTER_DATA_DIR; the --config file's "
+                  "data_dir; default ./data]")
 
 
 def _add_commands(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="wal_command", required=True, metavar="COMMAND")
 
     def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--data-dir", type=Path, default=Path("./data"), help=_DATA_DIR_HELP)
+        sub.add_argument("--data-dir", default=argparse.SUPPRESS, help=_DATA_DIR_HELP)
+        sub.add_argument("--config", type=Path, default=None,
+                         help="the server's TOML file (its data_dir is used)")
         sub.add_argument("--json", action="store_true", help="print the result as JSON")
 
     common(commands.add_parser(
@@ -72,7 +74,12 @@ def _emit(text: str, stream: Any = None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``wal`` sub-command in ``args``; return the process exit code."""
-    data_dir: Path = args.data_dir
+    flags = {"data_dir": args.data_dir} if hasattr(args, "data_dir") else {}
+    try:
+        data_dir = config.load(flags, config_file=getattr(args, "config", None)).data_dir
+    except config.ConfigError as exc:
+        _emit(f"roster wal: invalid configuration: {exc}", sys.stderr)
+        return tools.EXIT_NOT_A_DATA_DIR  # 2, as for any other usage error
     try:
         if args.wal_command in ("inspect", "verify"):
             ins = tools.inspect(data_dir)

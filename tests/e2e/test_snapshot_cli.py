@@ -16,15 +16,17 @@ from tests.conftest import TOKEN
 from tests.e2e.helpers import client_for, ok, running
 from tests.server_process import ServerProcess, run_cli
 
-#: the client must not pick these up from the environment the tests run in
-CLEAN_ENV = {"ROSTER_HOST": "", "ROSTER_PORT": "", "ROSTER_TOKEN": ""}
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client must not pick up a ROSTER_* of the environment the tests run in (run_cli
+    passes os.environ on)."""
+    for name in ("ROSTER_HOST", "ROSTER_PORT", "ROSTER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def snapshot(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    merged = {**CLEAN_ENV, **(env or {})}
-    # an empty ROSTER_* is still "set"; drop the ones this call does not give
-    return run_cli("snapshot", *args, env={k: v for k, v in merged.items() if v},
-                   timeout=120)
+    return run_cli("snapshot", *args, env=env, timeout=120)
 
 
 def port_of(proc: ServerProcess) -> int:

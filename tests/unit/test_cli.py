@@ -86,3 +86,36 @@ def test_bench_help_names_the_command_that_was_run(command: tuple[str, ...], usa
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False,
                           cwd=PYPROJECT.parent)
     assert done.returncode == 0 and done.stdout.startswith(usage), done
+
+
+def test_wal_tools_find_the_data_dir_as_serve_does(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ROSTER_DATA_DIR", raising=False)  # run_cli passes os.environ on
+    data = tmp_path / "data"
+    (data / "wal").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()  # not a data dir: the tools say so (exit 2)
+    toml = tmp_path / "roster.toml"
+    toml.write_text(f'data_dir = "{data}"\nport = 7001\n')
+    cases = [
+        (("--config", str(toml)), {}, 0),
+        ((), {"ROSTER_DATA_DIR": str(data)}, 0),
+        (("--config", str(toml)), {"ROSTER_DATA_DIR": str(elsewhere)}, 2),  # env > file
+        (("--data-dir", str(data)), {"ROSTER_DATA_DIR": str(elsewhere)}, 0),  # flag > env
+    ]
+    for args, env, code in cases:
+        done = run_cli("wal", "verify", *args, env=env)
+        assert done.returncode == code, (args, env, done)
+        if code == 0:
+            assert done.stdout.startswith("ok: "), done
+        else:
+            assert f"{elsewhere} is not a Roster data directory" in done.stderr, done
+
+
+def test_wal_tools_refuse_a_bad_config_in_one_line(tmp_path: Path) -> None:
+    toml = tmp_path / "roster.toml"
+    toml.write_text("port = 'x'\n")
+    done = run_cli("wal", "inspect", "--config", str(toml))
+    assert done.returncode == 2 and done.stdout == "", done
+    assert done.stderr.startswith("roster wal: invalid configuration: config file ") \
+        and len(done.stderr.splitlines()) == 1, done
