@@ -201,7 +201,7 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
             resp = RespServer(app.extensions["command_context"],
                               settings.resp_host or settings.host, settings.resp_port,
                               settings.resp_max_clients, settings.resp_idle_timeout,
-                              settings.token)
+                              settings.token, settings.resp_command_timeout)
             roster.metric_sources.append(resp.collect)
 
         # Bind both ports before anything starts, so a port in use is one clear line, not a
