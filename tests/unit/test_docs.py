@@ -1,7 +1,8 @@
 """The docs that live in the repository stay followable: every relative link in README.md and
 docs/*.md names a file that exists (and, for a link into a markdown file, a heading that exists),
 the README's test command is the one CI runs, byte for byte, its in-process example runs as
-written, and docs/operations.md has a row for every option."""
+written, docs/operations.md has a row for every option, and the paths in the README's "Where
+things are" exist."""
 
 from __future__ import annotations
 
@@ -120,3 +121,14 @@ def test_readme_python_example_runs() -> None:
     assert blocks, "the README has no python example"
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {"__name__": "readme_example"})
+
+
+def test_where_things_are_names_files_that_exist() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("\n## Where things are\n")
+    end = readme.find("\n## ", start + 1)
+    section = readme[start:end if end != -1 else None]
+    paths = re.findall(r"`((?:server|wal|bench|docs|tests)/[\w./]*)`", section)
+    assert len(paths) > 10, paths
+    missing = [p for p in paths if not (ROOT / p).exists()]
+    assert not missing, f"README's 'Where things are' names missing paths: {missing}"
