@@ -401,3 +401,21 @@ def test_a_descriptor_flood_is_logged_once_and_survived(tmp_path: Path) -> None:
         text = proc.text()
     assert text.count("cannot accept HTTP connections") == 2
     assert "Traceback" not in text and "Too many open files" in text
+
+
+@pytest.mark.parametrize(("header", "query", "named"), [
+    ("1:" + "9" * 5000, None, "Last-Event-ID"),  # the probe's: a 500 once
+    ("9" * 5000, None, "Last-Event-ID"),
+    ("+7", None, "Last-Event-ID"),
+    (None, "7_0", "last_event_id"),
+    (None, "007", "last_event_id"),
+])
+def test_a_malformed_last_event_id_is_400_naming_where_it_was_sent(
+        edge: ServerProcess, header: str | None, query: str | None, named: str) -> None:
+    with client_for(edge.url, TOKEN) as c:
+        r = c.get("/events", headers={"Last-Event-ID": header} if header else {},
+                  params={"last_event_id": query} if query else {})
+    assert r.status_code == 400, r.text[:200]
+    body = r.json()
+    assert body["code"] == "field_type" and named in body["msg"]
+    assert len(body["msg"]) < 300  # quotes a short prefix, not the 5 000 digits
