@@ -96,7 +96,7 @@ def test_tmpchannel_page_python_and_go_examples(open_client: httpx.Client) -> No
 
 @pytest.mark.parametrize("example", [WL_PAGE_SET, WL_PAGE2_SET], ids=["page1", "page2"])
 def test_whitelist_pages_set_on_missing_group_is_404_then_200(fresh_group123: httpx.Client,
-                                                             example: str) -> None:
+                                                              example: str) -> None:
     c = fresh_group123
     assert_error(post_raw(c, "/channel/whitelist_set", example, JSON_CT), 404,
                  "channel_not_found")
