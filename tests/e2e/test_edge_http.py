@@ -419,3 +419,20 @@ def test_a_malformed_last_event_id_is_400_naming_where_it_was_sent(
     body = r.json()
     assert body["code"] == "field_type" and named in body["msg"]
     assert len(body["msg"]) < 300  # quotes a short prefix, not the 5 000 digits
+
+
+def test_tokens_compare_as_the_bytes_sent_on_every_route(tmp_path: Path) -> None:
+    # A token with a '?' must not be matched by a query token whose non-Latin-1 character was
+    # once replaced by '?' before the comparison.
+    proc = ServerProcess(tmp_path / "data", "--token", "t?k")
+    with started(proc), client_for(proc.url) as c:
+        assert c.get("/events", params={"token": "t\u20ack"}).status_code == 403
+        assert c.get("/channel/info", params={"channel_id": "x", "channel_type": 2},
+                     headers={"token": "t?k"}).status_code == 404
+        check = {"from_uid": "u", "channel_id": "g", "channel_type": 2}
+        assert c.post("/permission/check", json=check, headers={"token": "t?k"}
+                      ).status_code == 200
+        latin1 = {"token": b"t\xe9k"}  # the same bytes refused on the fast path and on quart
+        assert c.post("/permission/check", json=check, headers=latin1).status_code == 403
+        assert c.get("/channel/info", params={"channel_id": "x", "channel_type": 2},
+                     headers=latin1).status_code == 403
