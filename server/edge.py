@@ -420,6 +420,8 @@ class Edge:
         self.connections.add(conn)
         try:
             await conn.run()
+        except Exception:  # a protocol bug must cost one connection, never the server
+            log.exception("HTTP connection failed")
         finally:
             self.connections.discard(conn)
             self.slots.release()
