@@ -16,6 +16,9 @@ and the Redis-protocol lane ``-ERR <code> <msg>`` (``server/resp.py``).
     ├── Forbidden (403)             no_permission
     ├── NotFound (404)              channel_not_found, route_not_found
     ├── MethodNotAllowed (405)      method_not_allowed
+    ├── RequestTimeout (408)        request_timeout (headers or body not in within the
+    │                               --http-header-timeout / --http-body-timeout; the
+    │                               connection closes: server/edge.py)
     ├── PayloadTooLarge (413)       body_too_large
     ├── UnsupportedMediaType (415)  not_json
     └── Unavailable (503)           log_unavailable (the write-ahead log failed; the server is
@@ -60,6 +63,11 @@ class NotFound(ApiError):
 class MethodNotAllowed(ApiError):
     status = 405
     default_code = "method_not_allowed"
+
+
+class RequestTimeout(ApiError):
+    status = 408
+    default_code = "request_timeout"
 
 
 class PayloadTooLarge(ApiError):
