@@ -5,7 +5,8 @@
   an idle connection between commands is not touched by that deadline.
 * With its descriptors exhausted (RLIMIT_NOFILE lowered in the child, a flood of raw
   connections), the server logs the accept failure once, backs off, keeps serving the clients it
-  has, and accepts again when the flood ends.
+  has, and accepts again when the flood ends; meanwhile the log rotates its segments (from the
+  spare it holds open) and every write is acknowledged.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.conftest import TOKEN
 from tests.e2e.helpers import release
 from tests.resp.conftest import connect
 from tests.server_process import ServerProcess, wait_until
+from wal import list_segments
 
 AUTH = f"AUTH {TOKEN}\r\n".encode()
 #: how long a reply may take on loopback before the test fails (a bound, not a timing)
@@ -153,3 +155,20 @@ def test_descriptor_flood_is_survived_and_logged_once(tmp_path: Path) -> None:
         assert text.count("RESP accepting again after") == 1, text[-3000:]
         assert "Traceback" not in text and "accept returned" not in text, text[-3000:]
         assert proc.proc is not None and proc.proc.poll() is None
+
+
+def test_log_rotates_while_clients_hold_every_descriptor(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    proc = LimitedServer(data, "--token", TOKEN, "--segment-bytes", "4096")
+    with started(proc), connect(proc) as r, ExitStack() as stack:
+        assert r.ping() is True  # connected before the flood (redis-py connects lazily)
+        for _ in range(NOFILE + 16):
+            stack.enter_context(socket.create_connection(addr(proc), timeout=REPLY_S))
+        wait_until(lambda: int(r.info("stats")["accept_errors"]) >= 1, timeout=30,
+                   what="the descriptor table to be full")
+        for i in range(300):  # about 20 segments of 4 KiB
+            assert r.execute_command("SUB.ADD", f"g{i}", 2, "u" * 40, "v" * 40) == "OK"
+        assert len(list_segments(data)) >= 10
+        assert int(r.info("persistence")["lsn"]) == 300
+        assert "Too many open files" not in proc.text().replace("RESP accept failed: Too many "
+                                                                "open files", "")
