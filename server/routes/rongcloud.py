@@ -44,6 +44,7 @@ from server.rcsign import (
     request_id,
 )
 from server.schema import check_uid
+from server.startup import unusable
 
 SUCCESS: Final = 200
 INVALID: Final = 26001
@@ -187,8 +188,12 @@ def register(app: QuartTrio, api: Api) -> None:
         # A nonce is remembered 300 s past its timestamp; accepted requests are rate limited,
         # so the cache never needs more than every route's limit for the whole window. The
         # file keeps the window's nonces across a restart (server/nonces.py).
-        nonces, kept = NonceFile.open(settings.data_dir, roster.now_ms(),
-                                      fsync_each=settings.fsync == "always")
+        try:
+            nonces, kept = NonceFile.open(settings.data_dir, roster.now_ms(),
+                                          fsync_each=settings.fsync == "always")
+        except OSError as exc:  # a start-up refusal of one line, like any unusable data dir
+            raise unusable(str(settings.data_dir), exc,
+                           "cannot write the RongCloud nonce file") from None
         cache = ReplayCache(max(10_000, len(SIGNED_PATHS) * settings.rc_rate_limit * 601),
                             nonces)
         cache.load(kept)

@@ -13,6 +13,7 @@ import pytest
 
 from tests.e2e.helpers import client_for, new_id, running
 from tests.e2e.presence_helpers import CHECK_ONLINE, KEY, SECRET, SET, RcClient
+from tests.server_process import run_cli
 
 
 def code_of(r: httpx.Response) -> tuple[int, int, str]:
@@ -65,3 +66,13 @@ def test_a_torn_nonce_file_starts_fine(tmp_path: Path) -> None:
         assert code_of(rc.post(CHECK_ONLINE, {"userId": "u"}, nonce="kept"))[1] == 1004
         assert code_of(rc.post(CHECK_ONLINE, {"userId": "u"}, nonce="gone"))[:2] == (200, 200)
         assert "2 unreadable line(s) skipped" in proc.text()
+
+
+def test_an_unwritable_nonce_file_refuses_start_in_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "rc_nonces.tmp").mkdir(parents=True)  # the rewrite cannot create its file
+    proc = run_cli("serve", "--data-dir", str(data), "--port", "0", "--resp-port", "off",
+                   "--rc-app-key", KEY, "--rc-app-secret", SECRET, timeout=60)
+    assert proc.returncode == 4, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "cannot write the RongCloud nonce file" in proc.stderr
