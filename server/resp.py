@@ -82,11 +82,11 @@ from server.schema import (
     int_from_text,
 )
 from server.service import Ticket
+from server.version import version
 from wal import LogFailedError
 
 log = logging.getLogger("roster")
 
-VERSION: Final = "0.1.0"
 #: bytes asked of the kernel per receive
 RECV_BYTES: Final = 256 * 1024
 #: replies are sent once this many bytes are pending, even mid-chunk
@@ -614,7 +614,7 @@ class RespServer:
         counts = r.state.counts()
         port = self.addresses[0].rsplit(":", 1)[1] if self.addresses else ""
         sections: dict[str, list[str]] = {
-            "server": [f"roster_version:{VERSION}", "redis_mode:standalone",
+            "server": [f"roster_version:{version()}", "redis_mode:standalone",
                        f"process_id:{os.getpid()}", f"tcp_port:{port}",
                        f"uptime_in_seconds:{int(time.time() - self.started)}"],
             "clients": [f"connected_clients:{len(self.connections)}",
@@ -894,7 +894,7 @@ def _hello(srv: RespServer, conn: Connection, argv: list[bytes]) -> bytes:
         return srv._refused("hello", exc)
     conn.resp3 = proto == 3
     conn.name = name
-    return encode({"server": "roster", "version": VERSION, "proto": proto, "id": conn.id,
+    return encode({"server": "roster", "version": version(), "proto": proto, "id": conn.id,
                    "mode": "standalone", "role": "master", "modules": []}, conn.resp3)
 
 

@@ -936,6 +936,8 @@ def test_info_sections(shared_server: ServerProcess, r: redis.Redis, r3: redis.R
     for key in ("roster_version", "tcp_port", "connected_clients", "total_commands_processed",
                 "lsn", "fsync", "channels"):
         assert key in everything, key
+    # one version for the whole server: RESP INFO says what /health says
+    assert str(everything["roster_version"]) == api.get("/health").json()["version"]
     server = r.info("server")
     assert server["redis_mode"] == "standalone"
     assert server["tcp_port"] == resp_address(shared_server)[1]
