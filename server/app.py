@@ -34,6 +34,7 @@ from server.http import (
     forbidden,
     given_token,
     json_response,
+    manager_token,
     token_ok,
 )
 from server.metrics import Metrics
@@ -67,7 +68,7 @@ def create_app(roster: Roster) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = roster.settings.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    token = roster.settings.token.encode() if roster.settings.token else None
+    token = manager_token(roster.settings)
 
     if token is not None:
 
@@ -78,17 +79,6 @@ def create_app(roster: Roster) -> QuartTrio:
             if not token_ok(given_token(request.path, request.headers, request.args), token):
                 return error_response(forbidden())
             return None
-
-    @app.after_request
-    async def finish_body(response: Response) -> Response:
-        # An answer given before the body was read (403 token, 404 route, 405 method) must still
-        # let the client's body arrive, or the keep-alive connection stalls on its unread bytes.
-        if response.status_code >= 400 and request.method not in ("GET", "HEAD"):
-            try:
-                await request.body
-            except HTTPException:  # larger than max_body_bytes: give up on this connection
-                response.headers["Connection"] = "close"
-        return response
 
     @app.errorhandler(ApiError)
     async def api_error(err: ApiError) -> Response:
@@ -105,10 +95,8 @@ def create_app(roster: Roster) -> QuartTrio:
         response = json_response(
             {"status": status, "msg": msg, "code": _HTTP_CODES.get(status, "http_error")}, status
         )
-        if status == 413:
-            # The unread rest of the body is still on the connection: close it rather than
-            # parse that body as the next request (or wait for one that never comes).
-            response.headers["Connection"] = "close"
+        # An answer given before the body has arrived (403, 404, 405, 413) closes the connection
+        # without reading the rest of that body: server/edge.py adds "Connection: close".
         return response
 
     @app.errorhandler(Exception)

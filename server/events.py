@@ -23,8 +23,9 @@ Resuming
 --------
 A client that reconnects with ``Last-Event-ID`` gets every retained event after it. If events after
 that id may have been lost — evicted from the ring, or produced before this process started (the
-ring is memory only) — or the id is malformed or from the future, the stream starts with an
-explicit ``event: reset`` whose id is the newest position, then continues live.
+ring is memory only) — or the id is from the future, the stream starts with an explicit
+``event: reset`` whose id is the newest position, then continues live. A malformed id (not
+``<lsn>`` or ``<lsn>:<n>`` in plain ASCII digits) is a 400 naming where it was sent.
 
 Slow consumers
 --------------
@@ -33,22 +34,23 @@ waits for a reader and costs the same with one stream or a thousand. A stream mo
 ``max_lag`` events behind (half the ring by default, so that it can still resume) is cut off: the
 hub cancels it and its response ends at its next wait or write. A resumed stream's backlog does
 not count toward that: it is read from the ring for as long as the ring still holds it.
-(hypercorn shields the socket write itself; a client that stops reading altogether is reaped by
-the server's read timeout.)
+(A client that stops reading altogether is closed when one write has waited the idle timeout,
+``--http-idle-timeout``, in server/edge.py.)
 
 Long streams
 ------------
-The server closes a connection whose client sent nothing for its read timeout (hypercorn's
-``read_timeout``, 75 s in ``server/runner.py``, which is how idle keep-alive connections are
-reaped) — and an SSE client never sends. So a stream ends cleanly after ``MAX_STREAM_S`` (less
-than that timeout) and the client reconnects with ``Last-Event-ID`` (EventSource does so by itself,
-after the ``retry`` delay each stream announces first), losing nothing.
+A stream ends cleanly after ``MAX_STREAM_S`` and the client reconnects with ``Last-Event-ID``
+(EventSource does so by itself, after the ``retry`` delay each stream announces first), losing
+nothing: long-lived responses are what proxies and NATs cut without telling either side, and a
+bounded stream also bounds how long a departed client's stream lingers (server/edge.py notices a
+peer that has gone when a write fails, at the latest at the next heartbeat).
 """
 
 from __future__ import annotations
 
 import bisect
 import json
+import re
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ from typing import Any, Final
 import trio
 from quart.wrappers.response import ResponseBody
 
+from server.errors import BadRequest
 from server.presence import StatusNote
 
 #: sub-index of the last (or only) event of a record: its id is the plain LSN
@@ -66,7 +69,7 @@ LAST: Final = 2**62
 HEARTBEAT_S: Final = 15.0
 #: events written to the socket in one send
 CHUNK_EVENTS: Final = 256
-#: a stream ends (cleanly, to be resumed) after this long: below the server's read timeout
+#: a stream ends (cleanly, to be resumed) after this long
 MAX_STREAM_S: Final = 60.0
 #: the reconnection delay announced to EventSource clients (ms)
 RETRY_MS: Final = 500
@@ -80,15 +83,29 @@ def format_id(key: Key) -> str:
 
 
 def parse_id(text: str) -> Key | None:
-    lsn, sep, sub = text.strip().partition(":")
-    if not (lsn.isascii() and lsn.isdigit()) or len(lsn) > 19:
+    """``<lsn>`` or ``<lsn>:<n>`` exactly as :func:`format_id` writes them, else None.
+
+    Strict on purpose: ASCII digits only, no sign, spaces, underscores or leading zeros, at most
+    19 digits each (matched before int(), so thousands of digits are "not an id", not a 500).
+    """
+    match = _ID.fullmatch(text)
+    if match is None:
         return None
-    if not sep:
+    lsn, sub = match.groups()
+    if sub is None:
         return int(lsn), LAST
-    # Bounded before int(): a sub-index of thousands of digits must be "not an id", not a 500.
-    if not (sub.isascii() and sub.isdigit()) or len(sub) > 19 or int(sub) >= LAST:
-        return None
-    return int(lsn), int(sub)
+    return (int(lsn), int(sub)) if int(sub) < LAST else None
+
+
+def check_event_id(text: str, name: str) -> None:
+    """Refuse a malformed ``Last-Event-ID`` (``name``: where it came from) with a 400; a
+    well-formed id this server cannot resume from still gets the stream's ``reset``."""
+    if parse_id(text) is None:
+        raise BadRequest(f"{name} must be an event id (<lsn> or <lsn>:<n>, ASCII digits without "
+                         f"sign, spaces or leading zeros), got {text[:32]!r}", "field_type")
+
+
+_ID: Final = re.compile(r"(0|[1-9][0-9]{0,18})(?::(0|[1-9][0-9]{0,18}))?", re.ASCII)
 
 
 def event_data(note: StatusNote) -> dict[str, Any]:

@@ -22,7 +22,15 @@ from typing import Any
 from server import commands
 from server.commands import Context
 from server.errors import ApiError, PayloadTooLarge
-from server.http import INTERNAL_ERROR_BODY, decode_json, error_body, forbidden, token_ok
+from server.http import (
+    INTERNAL_ERROR_BODY,
+    decode_json,
+    error_body,
+    forbidden,
+    header_token,
+    manager_token,
+    token_ok,
+)
 from server.permission import REASON_NAMES, SUCCESS
 
 log = logging.getLogger("roster")
@@ -52,7 +60,7 @@ def answer_batch(ctx: Context, data: Any) -> bytes:
 class FastPath:
     def __init__(self, ctx: Context) -> None:
         settings = ctx.roster.settings
-        self.token = settings.token.encode() if settings.token else None
+        self.token = manager_token(settings)
         self.max_body = settings.max_body_bytes
         self.routes: dict[str, Callable[[Any], bytes]] = {
             "/permission/check": lambda data: answer_check(ctx, data),
@@ -74,21 +82,12 @@ class FastPath:
 
     async def _serve(self, handler: Callable[[Any], bytes], scope: dict[str, Any],
                      receive: Any, send: Any) -> None:
-        close = False
-        refused = not token_ok(next((v for k, v in scope["headers"] if k == b"token"), b""),
-                               self.token)
         try:
-            try:
-                # Read the body even when the token is wrong: an unread body would stall the
-                # keep-alive connection.
-                raw, mimetype = await self._read(scope, receive)
-            except PayloadTooLarge:
-                # The rest of the body is unread: close rather than misread it as a request.
-                close = True
-                if not refused:
-                    raise
-            if refused:
+            # Refused before the body is read: server/edge.py closes a connection whose request
+            # was answered before its body arrived, so the rest is never read.
+            if not token_ok(header_token(scope["headers"]), self.token):
                 raise forbidden()
+            raw, mimetype = await self._read(scope, receive)
             status, body = 200, handler(decode_json(raw, mimetype))
         except ApiError as err:
             status, body = err.status, error_body(err)
@@ -96,8 +95,6 @@ class FastPath:
             log.exception("unhandled error on POST %s", scope["path"])
             status, body = 500, INTERNAL_ERROR_BODY
         headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
-        if close:
-            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
 

@@ -18,6 +18,7 @@ import orjson
 from quart import Response, request
 
 from server.commands import Context
+from server.config import Settings
 from server.errors import ApiError, BadRequest, Forbidden, UnsupportedMediaType
 from server.schema import Field, Limits, parse, parse_query
 from server.service import Roster, Ticket
@@ -43,16 +44,30 @@ def token_ok(given: bytes, token: bytes | None) -> bool:
     return token is None or hmac.compare_digest(given, token)
 
 
+def manager_token(settings: Settings) -> bytes | None:
+    """The token every route compares with: printable ASCII (``server/config.py`` refuses
+    anything else at start), so its bytes are the same in any encoding."""
+    return settings.token.encode("ascii") if settings.token else None
+
+
+def header_token(headers: Any) -> bytes:
+    """The ``token`` header of an ASGI scope, as the bytes that were sent."""
+    return next((value for name, value in headers if name == b"token"), b"")
+
+
 def given_token(path: str, headers: Any, args: Any) -> bytes:
     """The token a quart request presents: the ``token`` header, or ``?token=`` where allowed.
 
-    Header values and query text are compared as the same bytes: tokens are printable ASCII
-    (``server/config.py`` refuses anything else at start), so no encoding choice can differ.
+    Both are compared as the bytes that were sent: quart decodes header values as Latin-1, so
+    encoding them back gives those bytes (as :func:`header_token` reads them on the fast path);
+    the query is percent-decoded as UTF-8, so anything not ASCII stays non-ASCII and cannot match.
     """
     given = headers.get("token")
-    if given is None and path in QUERY_TOKEN_PATHS:
-        given = args.get("token")
-    return (given or "").encode("latin-1", "replace")
+    if given is not None:
+        return str(given).encode("latin-1")
+    if path in QUERY_TOKEN_PATHS:
+        return str(args.get("token", "")).encode("utf-8", "replace")
+    return b""
 
 
 def forbidden() -> Forbidden:

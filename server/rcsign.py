@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+from collections.abc import Iterable
 from typing import Final, Protocol
 
 #: more than this far from the server clock (either way) → 1004
@@ -68,6 +69,12 @@ def timestamp_ms(raw: str) -> int | None:
     return value if value >= _MS_THRESHOLD else value * 1000
 
 
+class NonceStore(Protocol):
+    """Where accepted nonces are also recorded, so they outlive a restart (server/nonces.py)."""
+
+    def append(self, nonce: str, until_ms: int) -> None: ...
+
+
 class ReplayCache:
     """Nonces seen inside the acceptance window, bounded.
 
@@ -75,11 +82,25 @@ class ReplayCache:
     a replay is refused for as long as it would otherwise pass. Entries sit in insertion order;
     expired ones are dropped from the front as new ones arrive, and beyond ``max_entries`` the
     oldest is dropped (the routes' rate limit keeps the set of accepted nonces far smaller).
+    With a ``store``, every added nonce is also handed to it.
     """
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(self, max_entries: int, store: NonceStore | None = None) -> None:
         self.max_entries = max_entries
+        self.store = store
         self._until: dict[str, int] = {}
+
+    def load(self, entries: Iterable[tuple[str, int]]) -> None:
+        """Take back ``(nonce, until_ms)`` entries a store kept (without storing them again)."""
+        for nonce, until in sorted(entries, key=lambda e: e[1]):
+            self._until.pop(nonce, None)
+            self._until[nonce] = until
+        while len(self._until) > self.max_entries:
+            del self._until[next(iter(self._until))]
+
+    def live(self, now_ms: int) -> list[tuple[str, int]]:
+        """The entries that still refuse a replay at ``now_ms``, oldest first."""
+        return [(n, u) for n, u in self._until.items() if u >= now_ms]
 
     def __len__(self) -> int:
         return len(self._until)
@@ -98,7 +119,9 @@ class ReplayCache:
         for old in stale:
             del entries[old]
         entries.pop(nonce, None)
-        entries[nonce] = ts_ms + MAX_SKEW_MS
+        entries[nonce] = until = ts_ms + MAX_SKEW_MS
+        if self.store is not None:
+            self.store.append(nonce, until)
         while len(entries) > self.max_entries:
             del entries[next(iter(entries))]
 

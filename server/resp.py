@@ -25,7 +25,12 @@ Design notes
   until the reaper closes it after ``SEND_STALL_S``. A protocol error is answered, then only that
   connection is closed.
 * **The reaper** closes connections idle for ``--resp-idle-timeout`` from one task that looks at
-  per-connection timestamps once a second, so the hot loop pays no cancel scope per ``recv``.
+  per-connection timestamps once a second, so the hot loop pays no cancel scope per ``recv``. It
+  also closes, with an ``-ERR`` line, a connection that started a command and has not finished
+  sending it within ``--resp-command-timeout`` (a slow sender holds no place for ever).
+* **Accept failures** (out of descriptors or memory) are logged once per incident with a count,
+  and the accept loop backs off (doubling up to ``ACCEPT_BACKOFF_MAX_S``) instead of spinning on a
+  listener that stays readable; waiting clients stay in the kernel's backlog until a slot frees.
 * **Auth** follows Redis: with a manager token, a connection must ``AUTH <token>`` (or
   ``AUTH default <token>``, or ``HELLO 3 AUTH default <token>``) before anything but ``PING``,
   ``HELLO``, ``AUTH`` and ``QUIT``; the compare is constant-time.
@@ -38,6 +43,7 @@ The command table is ``COMMANDS`` at the bottom: one row per command name.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -91,6 +97,12 @@ SEND_STALL_S: Final = 60.0
 REAP_EVERY_S: Final = 1.0
 #: the longest EVENTS.READ COUNT
 MAX_EVENTS_COUNT: Final = 10_000
+#: accept errors that mean "no capacity now" (a descriptor, memory): wait, never give up
+ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS,
+                                           errno.ENOMEM})
+#: the first and the longest pause after a failed accept
+ACCEPT_BACKOFF_MIN_S: Final = 0.05
+ACCEPT_BACKOFF_MAX_S: Final = 1.0
 
 _INTEGER_KINDS: Final = frozenset({"channel_type", "flag", "int"})
 
@@ -110,8 +122,9 @@ class Refusal(Exception):
 
 
 class Connection:
-    __slots__ = ("authed", "busy", "closing", "id", "last_seen", "name", "out", "pending_events",
-                 "pending_lsn", "resp3", "scope", "sending_since", "write_slots")
+    __slots__ = ("authed", "busy", "closing", "frame_since", "id", "last_seen", "name", "out",
+                 "pending_events", "pending_lsn", "resp3", "scope", "sending_since", "timed_out",
+                 "write_slots")
 
     def __init__(self, conn_id: int, authed: bool, now: float) -> None:
         self.id = conn_id
@@ -126,6 +139,10 @@ class Connection:
         #: running a chunk (or blocked in EVENTS.READ): not idle, not to be cut by a drain
         self.busy = False
         self.closing = False
+        #: trio time the unfinished command in the parser began arriving; None when there is none
+        self.frame_since: float | None = None
+        #: closed by the reaper for taking longer than the command timeout to send a command
+        self.timed_out = False
         # the chunk in progress: replies, the indexes of write replies, the newest ticket
         self.out: list[bytes] = []
         self.write_slots: list[int] = []
@@ -230,12 +247,14 @@ class RespServer:
     """Listens on the RESP port and serves connections until ``stop``."""
 
     def __init__(self, ctx: Context, host: str, port: int, max_clients: int,
-                 idle_timeout: float, token: str | None) -> None:
+                 idle_timeout: float, token: str | None, command_timeout: float = 30.0) -> None:
         self.ctx = ctx
         self.roster = ctx.roster
         self.host, self.port = host, port
         self.max_clients = max_clients
         self.idle_timeout = idle_timeout
+        #: seconds a started command may take to arrive in full (0: no limit)
+        self.command_timeout = command_timeout
         self.token = token.encode() if token else None
         self.connections: set[Connection] = set()
         self.addresses: list[str] = []
@@ -257,6 +276,11 @@ class RespServer:
         self.protocol_errors = 0
         self.idle_closed = 0
         self.stalled_closed = 0
+        self.command_timeouts = 0
+        #: accepts that failed for lack of capacity, ever; and those of the running incident
+        self.accept_errors = 0
+        self._accept_incident = 0
+        self._accept_incident_since = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -278,7 +302,9 @@ class RespServer:
             nursery.start_soon(self._reap)
             with self._accepting:
                 task_status.started(self.addresses)
-                await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
+                async with trio.open_nursery() as accepting:
+                    for listener in listeners:
+                        accepting.start_soon(self._accept_loop, listener, nursery)
             for listener in listeners:
                 await listener.aclose()
             await self._drained.wait()
@@ -301,15 +327,53 @@ class RespServer:
             conn.close()
         self._drained.set()
 
+    async def _accept_loop(self, listener: trio.SocketListener,
+                           handlers: trio.Nursery) -> None:
+        backoff = ACCEPT_BACKOFF_MIN_S
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                self._accept_failed(exc)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, ACCEPT_BACKOFF_MAX_S)
+                continue
+            if self._accept_incident:
+                self._accept_recovered()
+            backoff = ACCEPT_BACKOFF_MIN_S
+            handlers.start_soon(self._handle, stream)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        self.accept_errors += 1
+        if not self._accept_incident:
+            self._accept_incident_since = trio.current_time()
+            log.warning("RESP accept failed: %s (%d connections open); new connections wait in "
+                        "the backlog, retrying with a growing pause up to %.1f s",
+                        os.strerror(exc.errno or 0), len(self.connections), ACCEPT_BACKOFF_MAX_S)
+        self._accept_incident += 1
+
+    def _accept_recovered(self) -> None:
+        log.warning("RESP accepting again after %d failed accept(s) over %.1f s",
+                    self._accept_incident, trio.current_time() - self._accept_incident_since)
+        self._accept_incident = 0
+
     async def _reap(self) -> None:
         while True:
             await trio.sleep(REAP_EVERY_S)
             now = trio.current_time()
             idle = self.idle_timeout
+            command = self.command_timeout
             for conn in list(self.connections):
                 since = conn.sending_since
+                started = conn.frame_since
                 if since is not None and now - since > SEND_STALL_S:
                     self.stalled_closed += 1
+                    conn.close()
+                elif command and started is not None and now - started > command:
+                    self.command_timeouts += 1
+                    conn.timed_out = True
                     conn.close()
                 elif idle and not conn.busy and now - conn.last_seen > idle:
                     self.idle_closed += 1
@@ -336,6 +400,11 @@ class RespServer:
             try:
                 with conn.scope:
                     await self._serve(conn, raw)
+                if conn.timed_out:
+                    with trio.move_on_after(1):
+                        await _send_all(raw, ErrorReply(
+                            "ERR", f"command not received in full within "
+                            f"{self.command_timeout:g} s").encode())
             finally:
                 self.connections.discard(conn)
                 if self.stopping and not self.connections:
@@ -386,6 +455,11 @@ class RespServer:
                 except ProtocolError as exc:
                     await self._protocol_error(conn, raw, exc)
                 return
+            # A command left unfinished: the deadline counts from the chunk it began in.
+            if not parser.buffered:
+                conn.frame_since = None
+            elif batch or conn.frame_since is None:
+                conn.frame_since = conn.last_seen
             # Yield after every reply. Under a flood recv never has to wait, so this is what
             # lets the other connections run; and with many request-response clients it is
             # cheaper than it looks: by the time this task runs again its client has usually
@@ -528,7 +602,11 @@ class RespServer:
         closed.add_metric(["protocol_error"], self.protocol_errors)
         closed.add_metric(["idle"], self.idle_closed)
         closed.add_metric(["send_stalled"], self.stalled_closed)
+        closed.add_metric(["command_timeout"], self.command_timeouts)
         yield closed
+        yield CounterMetricFamily("roster_resp_accept_errors",
+                                  "RESP accepts that failed for lack of descriptors or memory",
+                                  value=self.accept_errors)
 
     def info(self, section: str) -> str:
         r = self.roster
@@ -544,6 +622,8 @@ class RespServer:
             "stats": [f"total_connections_received:{self.connections_total}",
                       f"total_commands_processed:{sum(self.calls.values())}",
                       f"rejected_connections:{self.rejected}",
+                      f"accept_errors:{self.accept_errors}",
+                      f"command_timeouts:{self.command_timeouts}",
                       f"protocol_errors:{self.protocol_errors}",
                       *self._command_stats()],
             "persistence": [f"lsn:{wal.last_lsn}", f"durable_lsn:{wal.durable_lsn}",

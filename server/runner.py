@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import signal
 import time
 from functools import partial
@@ -29,11 +30,11 @@ from typing import Any
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
-from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
 from server.app import create_app
 from server.config import Settings
+from server.edge import EdgeLimits, raise_nofile_limit, serve_http
 from server.resp import RespServer
 from server.service import Roster
 from server.startup import ListenError, sole_error, split_bind, unusable
@@ -45,8 +46,6 @@ log = logging.getLogger("roster")
 
 #: how long in-flight requests get to finish after SIGTERM/SIGINT
 GRACEFUL_TIMEOUT_S = 10.0
-#: an idle keep-alive connection is closed after this long
-IDLE_TIMEOUT_S = 75
 
 
 class InFlight:
@@ -161,10 +160,10 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     cfg.bind = [f"{host}:{settings.port}"]
     cfg.graceful_timeout = GRACEFUL_TIMEOUT_S
-    cfg.keep_alive_timeout = IDLE_TIMEOUT_S
-    # hypercorn's keep-alive timer does not survive quart-trio's request nursery (see serve()),
-    # so an idle connection is reaped by the read timeout instead.
-    cfg.read_timeout = IDLE_TIMEOUT_S
+    # Deadlines are kept by server/edge.py; these two matter only to hypercorn's own serve()
+    # (bench/floor.py serves its floor app that way).
+    cfg.keep_alive_timeout = settings.http_idle_timeout
+    cfg.read_timeout = math.ceil(settings.http_idle_timeout)
     # hypercorn takes Logger objects: its lines then go through our (JSON) formatter.
     cfg.accesslog = logging.getLogger("hypercorn.access") if settings.access_log else None
     cfg.errorlog = logging.getLogger("hypercorn.error")
@@ -201,12 +200,13 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
             resp = RespServer(app.extensions["command_context"],
                               settings.resp_host or settings.host, settings.resp_port,
                               settings.resp_max_clients, settings.resp_idle_timeout,
-                              settings.token)
+                              settings.token, settings.resp_command_timeout)
             roster.metric_sources.append(resp.collect)
 
         # Bind both ports before anything starts, so a port in use is one clear line, not a
         # traceback from inside a nursery.
         hcfg = hypercorn_config(settings)
+        limits = EdgeLimits.from_settings(settings, raise_nofile_limit())
         http_sockets = _bind_http(hcfg)
         if resp is not None:
             try:
@@ -241,8 +241,8 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
                     if resp is not None:
                         resp_addrs = await web.start(resp.serve)
                     addrs = await web.start(partial(
-                        worker_serve, wrap_app(requests.wrap(app), hcfg.wsgi_max_body_size, "asgi"),
-                        hcfg, sockets=http_sockets, shutdown_trigger=stop.wait))
+                        serve_http, wrap_app(requests.wrap(app), hcfg.wsgi_max_body_size, "asgi"),
+                        hcfg, limits, sockets=http_sockets, shutdown_trigger=stop.wait))
                     if resp is not None:
                         print(f"roster: resp on {' '.join(resp_addrs)}", flush=True)
                     print(f"roster: listening on {' '.join(addrs)} (version {version()}, data "
@@ -253,11 +253,9 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
                     task_status.started(addrs)
                     await stop.wait()
                     roster.events.close()  # end the /events streams: they would never drain
-                    # hypercorn has stopped accepting. It would also close idle keep-alive
-                    # connections, but under quart-trio its idle task is cancelled with each
-                    # request's nursery, so it would sit out the whole graceful timeout instead.
-                    # Drain ourselves: let in-flight requests (and RESP chunks) finish, then
-                    # close the rest.
+                    # The HTTP port has stopped accepting and idle keep-alive connections are
+                    # closed (server/edge.py). Let in-flight requests (and RESP chunks) finish,
+                    # then close the rest.
                     with trio.move_on_after(GRACEFUL_TIMEOUT_S):
                         async with trio.open_nursery() as drain:
                             if resp is not None:

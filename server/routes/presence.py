@@ -20,6 +20,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from server import commands
+from server.events import check_event_id
 from server.http import Api, json_response, read_json
 from server.openapi import RouteDoc
 from server.schema import describe
@@ -44,7 +45,7 @@ DOCS = [
              _ONLINE_STATUS, body_schema={"type": "array", "items": {"type": "string"}},
              tag="presence"),
     RouteDoc("GET", "/events", "Server-Sent Events: presence flips, resumable with "
-             "Last-Event-ID", None, {"type": "string"}, (403,), tag="presence",
+             "Last-Event-ID", None, {"type": "string"}, (400, 403), tag="presence",
              response_type="text/event-stream"),
 ]
 
@@ -69,7 +70,13 @@ def register(app: QuartTrio, api: Api) -> None:
 
     @app.get("/events")
     async def events() -> Response:
-        last = request.headers.get("Last-Event-ID", request.args.get("last_event_id"))
+        last = request.headers.get("Last-Event-ID")
+        if last is not None:
+            check_event_id(last, "the Last-Event-ID header")
+        else:
+            last = request.args.get("last_event_id")
+            if last is not None:
+                check_event_id(last, "last_event_id")
         stream = roster.events.stream(last, roster.wal.acked_lsn)
         response = Response(stream, status=200, content_type="text/event-stream; charset=utf-8")
         response.headers["Cache-Control"] = "no-cache"

@@ -32,6 +32,7 @@ from werkzeug.exceptions import HTTPException
 from server import ops
 from server.errors import BadRequest, Unavailable
 from server.http import SIGNED_PATHS, Api, json_response
+from server.nonces import NonceFile
 from server.openapi import RouteDoc
 from server.presence import STATUS, Record
 from server.rcsign import (
@@ -181,11 +182,22 @@ def register(app: QuartTrio, api: Api) -> None:
     presence = roster.state.presence
     limiter = RateLimiter(settings.rc_rate_limit)
     verifier: Verifier | None = None
+    nonces: NonceFile | None = None
     if settings.rc_app_key and settings.rc_app_secret:
         # A nonce is remembered 300 s past its timestamp; accepted requests are rate limited,
-        # so the cache never needs more than every route's limit for the whole window.
-        cache = ReplayCache(max(10_000, len(SIGNED_PATHS) * settings.rc_rate_limit * 601))
+        # so the cache never needs more than every route's limit for the whole window. The
+        # file keeps the window's nonces across a restart (server/nonces.py).
+        nonces, kept = NonceFile.open(settings.data_dir, roster.now_ms(),
+                                      fsync_each=settings.fsync == "always")
+        cache = ReplayCache(max(10_000, len(SIGNED_PATHS) * settings.rc_rate_limit * 601),
+                            nonces)
+        cache.load(kept)
         verifier = Verifier(settings.rc_app_key, settings.rc_app_secret, cache)
+
+        @app.after_serving
+        async def close_nonces() -> None:
+            assert nonces is not None
+            nonces.close()
     elif settings.token or not settings.is_loopback():
         # They never take the manager token, so without a key they are open to anyone.
         log.warning("the RongCloud routes (/user/subscribe/*.json, /user/checkOnline.json) "
@@ -201,7 +213,11 @@ def register(app: QuartTrio, api: Api) -> None:
                     raise RcError(RATE_LIMITED, f"more than {settings.rc_rate_limit} requests "
                                   f"per second on {path}", 429)
                 if verifier is not None and nonce is not None:
-                    verifier.accept(request.headers, nonce, roster.now_ms())
+                    now = roster.now_ms()
+                    verifier.accept(request.headers, nonce, now)
+                    if nonces is not None:
+                        cache = verifier.cache
+                        await nonces.settle(lambda: cache.live(now))
                 body, status = await handler(await read_form())
             except AuthError as exc:
                 body, status = {"code": exc.code, "msg": exc.msg}, 401

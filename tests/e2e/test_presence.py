@@ -230,8 +230,8 @@ def test_too_old_or_foreign_ids_get_an_explicit_reset(tmp_path: Path) -> None:
         for i in range(5):
             report(api, f"u{i}", 1)
         newest = 5
-        for last, reason in (("1", "no longer retained"), ("banana", "not an event id"),
-                             ("999999", "ahead of this server")):
+        # (a malformed id is a 400 instead: test_edge_http.py)
+        for last, reason in (("1", "no longer retained"), ("999999", "ahead of this server")):
             with SseReader(proc.url, TOKEN, last_event_id=last) as sse:
                 reset = sse.next()
                 assert reset["event"] == "reset" and reset["id"] == str(newest), reset

@@ -20,9 +20,12 @@ def ids(events: list[PresenceEvent] | None) -> list[str]:
 
 
 @pytest.mark.parametrize(("text", "key"), [
-    ("7", (7, LAST)), ("7:0", (7, 0)), ("7:12", (7, 12)), (" 7 ", (7, LAST)),
+    ("7", (7, LAST)), ("7:0", (7, 0)), ("7:12", (7, 12)), ("0", (0, LAST)),
     ("", None), ("x", None), ("7:", None), ("7:x", None), ("-1", None), ("7:-1", None),
-    ("1" * 20, None), (f"7:{LAST}", None),
+    ("1" * 20, None), (f"7:{LAST}", None), (f"7:{LAST - 1}", (7, LAST - 1)),
+    # no padding, sign, separators or other scripts' digits
+    (" 7 ", None), ("07", None), ("7:01", None), ("+7", None), ("7_0", None), ("\u0667", None),
+    ("7:1:2", None),
     ("1:" + "9" * 5000, None),  # was a 500: int() refuses more than 4300 digits
 ])
 def test_ids_parse_and_format(text: str, key: tuple[int, int] | None) -> None:
