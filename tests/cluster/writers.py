@@ -18,9 +18,13 @@ MAX_REQUESTS = 20_000
 
 
 class Writers:
-    def __init__(self, channel: str, find_leader: Callable[[], str | None], threads: int = 4
-                 ) -> None:
+    def __init__(self, channel: str, find_leader: Callable[[], str | None], threads: int = 4,
+                 *, follow: bool = True, timeout: float = 5.0) -> None:
+        """``follow=False``: keep writing to what ``find_leader`` says, never to a 307's leader
+        (to see what one node answers)."""
         self.channel = channel
+        self.follow = follow
+        self.timeout = timeout
         self.find_leader = find_leader
         self.leader_url: str | None = find_leader()
         self.acked: dict[str, int] = {}  # uid -> its X-LSN
@@ -49,7 +53,7 @@ class Writers:
             return max(self.acked.values(), default=0)
 
     def _run(self, index: int) -> None:
-        with httpx.Client(timeout=5.0) as client:
+        with httpx.Client(timeout=self.timeout) as client:
             for i in range(MAX_REQUESTS):
                 if self._stop.is_set():
                     return
@@ -69,7 +73,7 @@ class Writers:
                 if r.status_code == 200:
                     with self._lock:
                         self.acked[uid] = int(r.headers["x-lsn"])
-                elif r.status_code == 307:
+                elif r.status_code == 307 and self.follow:
                     self.leader_url = r.json()["leader"]
                 else:
                     self.refused += 1
