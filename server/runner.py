@@ -185,6 +185,10 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
     lock = DataDirLock(settings.data_dir)
     lock.acquire()
     try:
+        if settings.cluster:  # a node behind the stream's start fetches the stored snapshot
+            from server.cluster.bootstrap import bootstrap
+
+            await bootstrap(settings)
         try:
             state, last_lsn = recover_state(settings)
         except OSError as exc:  # e.g. a segment this user may not read

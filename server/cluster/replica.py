@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, Literal
 
 import msgpack
@@ -48,7 +49,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import APIError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
 
+from server.cluster.bootstrap import SNAPSHOT_OBJECT
 from server.cluster.bridge import AsyncioThread
 from server.cluster.names import LEASE_KEY, Names, NodeInfo
 from server.config import Settings
@@ -125,6 +128,11 @@ class Replica:
         self.terms = 0
         self.step_downs = 0
 
+        self.snapshots_stored = 0
+        #: the stream holds no record below this one (after the last purge by this node)
+        self.purged_to = 0
+        self._store: ObjectStore | None = None
+        self._stored_lsn = 0
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._kv: KeyValue | None = None
@@ -132,6 +140,7 @@ class Replica:
         self._sub: Any = None
         self._sub_generation = 0
         self._resubscribe = trio.Event()
+        self._gap = False
 
         # leader side
         self._revision = 0
@@ -263,6 +272,37 @@ class Replica:
                 history=1, replicas=self.settings.cluster_replicas))
         return kv
 
+    async def store_snapshot(self, lsn: int, path: Path) -> None:
+        """Put the snapshot at ``lsn`` in the object store, then purge the stream up to the one
+        stored before it (a follower lagging by less than a snapshot interval keeps its records).
+        """
+        js = self._js
+        assert js is not None
+        store = self._store
+        if store is None:
+            try:
+                store = await self.bridge.call(js.object_store, self.names.snapshot_bucket)
+            except NotFoundError:
+                store = await self.bridge.call(partial(
+                    js.create_object_store, self.names.snapshot_bucket,
+                    replicas=self.settings.cluster_replicas))
+            self._store = store
+            try:
+                info = await self.bridge.call(store.get_info, SNAPSHOT_OBJECT)
+                self._stored_lsn = int(info.description or 0)
+            except NotFoundError:
+                self._stored_lsn = 0
+        data = await trio.to_thread.run_sync(path.read_bytes)
+        await self.bridge.call(partial(store.put, SNAPSHOT_OBJECT, data, meta=api.ObjectMeta(
+            name=SNAPSHOT_OBJECT, description=str(lsn))))
+        previous, self._stored_lsn = self._stored_lsn, lsn
+        self.snapshots_stored += 1
+        if 1 < previous < lsn:
+            await self.bridge.call(partial(js.purge_stream, self.names.stream, seq=previous))
+            self.purged_to = previous
+        log.info("stored the snapshot at record %d; the stream now starts at record %d", lsn,
+                 max(previous, 1))
+
     async def _close(self) -> None:
         if self.role == "leader":
             self._step_down("this node is stopping")
@@ -289,6 +329,26 @@ class Replica:
             await self._resubscribe.wait()
             self._resubscribe = trio.Event()
             await self._unsubscribe()
+            if self._gap and await self._purged_past():
+                return
+
+    async def _purged_past(self) -> bool:
+        """After a gap: True (and the node is stopping) if the stream no longer holds the next
+        record this node needs; a restart fetches the stored snapshot (bootstrap.py)."""
+        self._gap = False
+        js = self._js
+        assert js is not None
+        try:
+            info = await self.bridge.call(js.stream_info, self.names.stream)
+        except (nats.errors.Error, TimeoutError):
+            return False
+        if info.state.first_seq <= self.applied + 1:
+            return False
+        self.failed = True
+        self._on_fatal(RuntimeError(
+            f"the stream now starts at record {info.state.first_seq} but this node has applied "
+            f"only up to {self.applied}: restart it to start from the stored snapshot"))
+        return True
 
     async def _subscribe(self) -> None:
         js, token = self._js, self._token
@@ -325,6 +385,7 @@ class Replica:
         if seq != self.applied + 1:
             log.warning("stream gap: expected record %d, got %d; re-reading from %d",
                         self.applied + 1, seq, self.applied + 1)
+            self._gap = True
             self._resubscribe.set()
             return
         self._apply_record(seq, data)

@@ -14,9 +14,11 @@ a restarted node only reads the stream after its local log.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import nats
 import trio
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -27,7 +29,9 @@ from server.ops import check_ops
 from server.presence import StatusNote
 from server.service import Roster, Ticket, wall_ms
 from server.state import State
-from wal import WriteAheadLog
+from wal import SnapshotInfo, WriteAheadLog
+
+log = logging.getLogger("roster")
 
 ROLES = ("leader", "follower", "candidate")
 
@@ -87,6 +91,17 @@ class ClusterRoster(Roster):
         if self.wal.bytes_since_snapshot >= self.settings.snapshot_bytes:
             self._snapshot_wanted.set()
 
+    async def snapshot(self) -> SnapshotInfo:
+        """A local snapshot; the leader also stores it for new nodes and purges the stream."""
+        info = await super().snapshot()
+        if self.replica.role == "leader":
+            try:
+                await self.replica.store_snapshot(info.lsn, info.path)
+            except (OSError, nats.errors.Error, TimeoutError) as exc:
+                # The stream still holds everything: new nodes just read more of it.
+                log.warning("could not store the snapshot at record %d: %r", info.lsn, exc)
+        return info
+
     async def purge_expired(self) -> int:
         if self.replica.role != "leader":
             return 0  # the leader purges for everyone; its records reach every node
@@ -127,6 +142,9 @@ class ClusterRoster(Roster):
                                 value=max(0, r.stream_last - r.applied))
         yield CounterMetricFamily("roster_cluster_lease_renewals",
                                   "lease renewals while this node led", value=r.lease_renewals)
+        yield CounterMetricFamily("roster_cluster_snapshots_stored",
+                                  "snapshots this node put in the cluster's snapshot store",
+                                  value=r.snapshots_stored)
         yield CounterMetricFamily("roster_cluster_terms", "times this node became the leader",
                                   value=r.terms)
         yield CounterMetricFamily("roster_cluster_step_downs", "times this node stepped down",

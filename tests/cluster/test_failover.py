@@ -6,11 +6,13 @@ The safety property checked everywhere: **every acknowledged write is on every l
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from pathlib import Path
 
 import httpx
+import nats as nats_client
 import pytest
 
 from tests.cluster.helpers import NatsCluster, RosterNode, leader_of
@@ -147,16 +149,34 @@ def test_nats_minority_loss_keeps_writing_majority_loss_stops_writes_not_reads(
     assert_every_ack_everywhere(nodes, writers)
 
 
-def test_a_node_with_an_empty_data_dir_catches_up(tmp_path: Path, nats: NatsCluster,
-                                                   nodes: list[RosterNode]) -> None:
+def stream_first_record(nats_urls: str) -> int:
+    async def first() -> int:
+        nc = await nats_client.connect(servers=nats_urls.split(","))
+        try:
+            info = await nc.jetstream().stream_info("ROSTER_ROSTER")
+            return int(info.state.first_seq)
+        finally:
+            await nc.close()
+
+    return asyncio.run(first())
+
+
+def test_a_node_with_an_empty_data_dir_starts_from_the_stored_snapshot(
+        tmp_path: Path, nats: NatsCluster, nodes: list[RosterNode]) -> None:
     create_channel(nodes)
     writers = Writers(CHANNEL, lambda: leader_url(nodes), threads=2).start()
     try:
-        acked_after(writers, 50)
+        for _ in range(2):  # the second stored snapshot purges the stream up to the first
+            acked_after(writers, 30)
+            leader = leader_of(nodes)
+            assert httpx.post(leader.url + "/admin/snapshot", timeout=30).status_code == 200
+        acked_after(writers, 30)
     finally:
         writers.stop()
+    assert stream_first_record(nats.urls) > 1  # the records before the first snapshot are gone
     fresh = RosterNode(tmp_path / "fresh", nats.urls, "fresh")
     nodes.append(fresh)  # the fixture stops it with the others
     fresh.start()
+    assert "bootstrap: fetched the stored snapshot" in fresh.text()
     assert_every_ack_everywhere(nodes, writers)
     assert fresh.role() == "follower"
