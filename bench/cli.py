@@ -17,7 +17,9 @@ table on stderr; ``--out FILE`` also writes the JSON to FILE)::
              against a fresh redis-server loading the same sets from its RDB, best of rounds;
              goals <= 10 s and <= 4x Redis (building the Redis side with redis-cli --pipe takes
              a minute or two at full size)
-    all      everything above, in one run (peer reuses the http figures of that run)
+    edge     the HTTP edge: slowloris (latency of a normal client, time to reap) and a
+             descriptor flood under a low RLIMIT_NOFILE (held, time to recover); not in "all"
+    all      everything above but edge, in one run (peer reuses the http figures of that run)
 
 ``--quick`` shrinks every size so that each sub-command finishes in well under a minute.
 Benchmarks never gate CI: they print figures; nothing here asserts a timing.
@@ -94,6 +96,20 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
                        "SAVE) takes a minute or two, each Roster start as long as its recovery.")
     _restart_options(s)
 
+    e = sub.add_parser("edge", parents=[common], help="slowloris and descriptor flood")
+    e.add_argument("--slow", type=_positive, default=0,
+                   help="slowloris connections (default 500; quick 100)")
+    e.add_argument("--trickle", type=float, default=0.5,
+                   help="seconds between the header bytes of a slow connection")
+    e.add_argument("--header-timeout", type=float, default=10.0, dest="header_timeout",
+                   help="the server's --http-header-timeout (default 10)")
+    e.add_argument("--seconds", type=float, default=0.0,
+                   help="seconds of normal-client requests per measurement (default 5)")
+    e.add_argument("--nofile", type=_positive, default=256,
+                   help="RLIMIT_NOFILE of the flooded server")
+    e.add_argument("--flood", type=_positive, default=0,
+                   help="connections opened and held in the flood (default 1000; quick 300)")
+
     a = sub.add_parser("all", parents=[common], help="every sub-command, one run")
     _http_options(a)
     _restart_options(a)
@@ -128,7 +144,7 @@ Printer = Callable[[Record, Any], None]
 
 _MODULES = {"decide": "bench.decide", "memory": "bench.memory", "wal": "bench.walbench",
             "http": "bench.httpbench", "peer": "bench.peer", "resp": "bench.respbench",
-            "restart": "bench.restartbench"}
+            "restart": "bench.restartbench", "edge": "bench.edgebench"}
 
 
 def _runner(name: str) -> tuple[Callable[[argparse.Namespace], Record], Printer]:

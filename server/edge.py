@@ -33,7 +33,6 @@ protocol keeps these rules in one place.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import math
 import resource
@@ -56,6 +55,8 @@ from hypercorn.typing import AppWrapper, ConnectionState, LifespanState
 from hypercorn.utils import parse_socket_addr, repr_socket_addr
 
 from server.config import Settings
+from server.errors import RequestTimeout
+from server.http import error_body
 
 log = logging.getLogger("roster")
 
@@ -197,8 +198,8 @@ class EdgeH11(H11Protocol):
 
 
 def timeout_answer(what: str, seconds: float) -> bytes:
-    body = json.dumps({"status": 408, "msg": f"{what} not complete within {seconds:g} s",
-                       "code": "request_timeout"}, separators=(",", ":")).encode()
+    """The whole 408 answer, written past h11 (whose request may be half-parsed)."""
+    body = error_body(RequestTimeout(f"{what} not complete within {seconds:g} s"))
     return (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
             b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
 
@@ -420,6 +421,8 @@ class Edge:
         self.connections.add(conn)
         try:
             await conn.run()
+        except Exception:  # a protocol bug must cost one connection, never the server
+            log.exception("HTTP connection failed")
         finally:
             self.connections.discard(conn)
             self.slots.release()

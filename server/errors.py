@@ -16,6 +16,9 @@ and the Redis-protocol lane ``-ERR <code> <msg>`` (``server/resp.py``).
     ├── Forbidden (403)             no_permission
     ├── NotFound (404)              channel_not_found, route_not_found
     ├── MethodNotAllowed (405)      method_not_allowed
+    ├── RequestTimeout (408)        request_timeout (headers or body not in within the
+    │                               --http-header-timeout / --http-body-timeout; the
+    │                               connection closes: server/edge.py)
     ├── PayloadTooLarge (413)       body_too_large
     ├── UnsupportedMediaType (415)  not_json
     ├── NotLeader (307)             not_leader (cluster mode: a write sent to a follower;
@@ -66,6 +69,11 @@ class NotFound(ApiError):
 class MethodNotAllowed(ApiError):
     status = 405
     default_code = "method_not_allowed"
+
+
+class RequestTimeout(ApiError):
+    status = 408
+    default_code = "request_timeout"
 
 
 class PayloadTooLarge(ApiError):

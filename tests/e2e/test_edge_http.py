@@ -367,15 +367,32 @@ def test_beyond_the_cap_clients_wait_in_the_backlog(tmp_path: Path) -> None:
 
 
 class LimitedServer(ServerProcess):
-    """``roster serve`` in a child whose RLIMIT_NOFILE is ``NOFILE`` (soft and hard)."""
+    """``roster serve`` in a child whose RLIMIT_NOFILE is ``NOFILE`` (soft and hard, unless
+    ``hard`` says otherwise)."""
+
+    hard = NOFILE
 
     def command(self) -> list[str]:
         python, dash_m, module, *args = super().command()
         assert (dash_m, module) == ("-m", "server")
         boot = ("import resource, runpy; "
-                f"resource.setrlimit(resource.RLIMIT_NOFILE, ({NOFILE}, {NOFILE})); "
+                f"resource.setrlimit(resource.RLIMIT_NOFILE, ({NOFILE}, {self.hard})); "
                 "runpy.run_module('server', run_name='__main__', alter_sys=True)")
         return [python, "-c", boot, *args]
+
+
+class RaisableServer(LimitedServer):
+    hard = 4 * NOFILE
+
+
+def test_the_soft_descriptor_limit_is_raised_to_the_hard_one_and_sizes_the_cap(
+        tmp_path: Path) -> None:
+    proc = RaisableServer(tmp_path / "data", "--token", TOKEN)
+    with started(proc):
+        text = proc.text()
+    assert text.count(f"raised the open-file limit from {NOFILE} to {4 * NOFILE}") == 1
+    spare = 4 * NOFILE - 64  # what the reserve leaves; RESP (on) takes a quarter of it
+    assert f"http: at most {spare - spare // 4} connections" in text
 
 
 def test_a_descriptor_flood_is_logged_once_and_survived(tmp_path: Path) -> None:
@@ -419,3 +436,20 @@ def test_a_malformed_last_event_id_is_400_naming_where_it_was_sent(
     body = r.json()
     assert body["code"] == "field_type" and named in body["msg"]
     assert len(body["msg"]) < 300  # quotes a short prefix, not the 5 000 digits
+
+
+def test_tokens_compare_as_the_bytes_sent_on_every_route(tmp_path: Path) -> None:
+    # A token with a '?' must not be matched by a query token whose non-Latin-1 character was
+    # once replaced by '?' before the comparison.
+    proc = ServerProcess(tmp_path / "data", "--token", "t?k")
+    with started(proc), client_for(proc.url) as c:
+        assert c.get("/events", params={"token": "t\u20ack"}).status_code == 403
+        assert c.get("/channel/info", params={"channel_id": "x", "channel_type": 2},
+                     headers={"token": "t?k"}).status_code == 404
+        check = {"from_uid": "u", "channel_id": "g", "channel_type": 2}
+        assert c.post("/permission/check", json=check, headers={"token": "t?k"}
+                      ).status_code == 200
+        latin1 = {"token": b"t\xe9k"}  # the same bytes refused on the fast path and on quart
+        assert c.post("/permission/check", json=check, headers=latin1).status_code == 403
+        assert c.get("/channel/info", params={"channel_id": "x", "channel_type": 2},
+                     headers=latin1).status_code == 403
