@@ -208,6 +208,13 @@ def _name(value: Any) -> str:
     return text
 
 
+def _node_id(value: Any) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"[A-Za-z0-9_.:\[\]-]{1,128}", text):
+        raise ValueError(f"expected 1-128 letters, digits or any of _ . : [ ] -, got {text!r}")
+    return text
+
+
 def _url(value: Any) -> str:
     text = _text(value)
     if not text.startswith(("http://", "https://")):
@@ -282,7 +289,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("events_retained", _int_range(1), "presence events kept for Last-Event-ID resume"),
     Option("cluster", _nats_urls, "NATS servers (comma-separated nats:// URLs): run as one node "
            "of a cluster whose log is a JetStream stream", metavar="URLS"),
-    Option("node_id", _name, "this node's name in the cluster (default: host-port)"),
+    Option("node_id", _node_id, "this node's name in the cluster (default: host:port)"),
     Option("cluster_name", _name, "names the stream ROSTER_<NAME>, its subject, lease and store"),
     Option("cluster_replicas", _int_range(1, 5), "JetStream replicas of the stream (1 against "
            "one NATS server)"),

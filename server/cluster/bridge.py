@@ -47,6 +47,12 @@ class AsyncioThread:
         try:
             self.loop.run_forever()
         finally:
+            # The client's own background tasks (consumer heartbeats, flow control) end here,
+            # cancelled, rather than being destroyed pending when the loop closes.
+            tasks = asyncio.all_tasks(self.loop)
+            for task in tasks:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             self.loop.close()
 

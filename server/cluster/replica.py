@@ -16,9 +16,10 @@ Roles::
                record fences the old leader (its next publish expects an older tail and is
                refused), and only once it is stored does the node answer writes as leader
     leader     group commit: writes submitted while a publish is in flight form the next record;
-               one publish at a time, each with ``Nats-Expected-Last-Subject-Sequence`` = the
-               last sequence it applied; renews the lease (update with the revision it holds)
-               every lease/3
+               one publish at a time (JetStream refuses a second one expecting a tail that is not
+               stored yet), each with ``Nats-Expected-Last-Subject-Sequence`` = the sequence of
+               the record before it; the publisher runs on the NATS thread (``_publish_loop``);
+               renews the lease (update with the revision it holds) every lease/3
 
 Stepping down (publish refused with ``wrong last sequence``, a publish or renewal error, or the
 lease's deadline passed, e.g. after the process was stopped): every write waiting for a record
@@ -33,7 +34,9 @@ Everything here runs on the trio side; the NATS client is only touched through t
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,6 +128,10 @@ class Replica:
         #: the stream's last sequence when last looked at (replication lag = this - applied)
         self.stream_last = applied_lsn
         self.lease_renewals = 0
+        #: what this node stored as leader: records, the batches in them, time in publishes
+        self.records_published = 0
+        self.batches_published = 0
+        self.publish_seconds = 0.0
         self.terms = 0
         self.step_downs = 0
 
@@ -145,12 +152,19 @@ class Replica:
         # leader side
         self._revision = 0
         self._lease_deadline = 0.0
-        self._queue: list[_Record] = []  # gathered, not yet published; at most one open
+        # Shared with the publisher on the NATS thread, under _lock: the records gathered and
+        # not yet published (the last one open), the one being published, and the sequence the
+        # next publish expects as the stream's tail.
+        self._lock = threading.Lock()
+        self._queue: list[_Record] = []
         self._inflight: _Record | None = None
+        self._tail = 0
+        #: bumped at every take-over and step-down; a publisher runs for one term only
+        self._term = 0
+        self._async_wake: asyncio.Event | None = None
         self._records: dict[int, _Record] = {}
         #: records of the last term that failed, so a late settle still gets its 503
         self._failed: dict[int, _Record] = {}
-        self._wake = trio.Event()
         self._lease_wake = trio.Event()
 
     # -- what the service calls ------------------------------------------------------------
@@ -170,16 +184,20 @@ class Replica:
         if self.role != "leader":
             raise self.refusal()
         item = self._pack(batch)
-        record = self._queue[-1] if self._queue else None
-        if record is None or (record.size + len(item) > RECORD_BYTES and record.items):
-            last = self._queue[-1].lsn if self._queue else (
-                self._inflight.lsn if self._inflight else self.applied)
-            record = _Record(last + 1)
-            self._queue.append(record)
+        opened = False
+        with self._lock:  # the publisher (NATS thread) takes records off this queue
+            record = self._queue[-1] if self._queue else None
+            if record is None or (record.size + len(item) > RECORD_BYTES and record.items):
+                last = self._queue[-1].lsn if self._queue else (
+                    self._inflight.lsn if self._inflight else self._tail)
+                record = _Record(last + 1)
+                self._queue.append(record)
+                opened = True
+            record.items.append(item)
+            record.size += len(item)
+        if opened:
             self._records[record.lsn] = record
-            self._wake.set()
-        record.items.append(item)
-        record.size += len(item)
+            self._poke()
         return record.lsn
 
     async def wait(self, lsn: int) -> None:
@@ -205,7 +223,6 @@ class Replica:
             task_status.started()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._lease_loop)
-                nursery.start_soon(self._publisher)
                 await self._follow_loop()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(self.lease_s):
@@ -496,9 +513,15 @@ class Replica:
         if time.monotonic() >= self._lease_deadline:
             self._step_down("the lease ran out while taking office")
             return
+        with self._lock:
+            self._tail = seq
+            self._queue.clear()
+            self._inflight = None
+        self._term += 1
         self.role = "leader"
         self.leader = self.me
         self.terms += 1
+        asyncio.run_coroutine_threadsafe(self._publish_loop(self._term), self.bridge.loop)
         log.info("leader from record %d on", seq)
 
     async def _resign(self) -> None:
@@ -512,43 +535,101 @@ class Replica:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    async def _publisher(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake = trio.Event()
-            while self.role == "leader" and self._queue:
-                record = self._queue.pop(0)
-                self._inflight = record
+    def _poke(self) -> None:
+        """Wake the publisher (from the trio thread)."""
+        wake = self._async_wake
+        if wake is not None:
+            self.bridge.loop.call_soon_threadsafe(wake.set)
+
+    async def _publish_loop(self, term: int) -> None:
+        """The leader's publisher, on the NATS thread: one record at a time, back to back.
+
+        It runs beside the NATS client rather than in trio because a record's round trip is
+        what bounds write throughput: from here the next record goes out as soon as the last
+        one is acknowledged, instead of after the trio loop's next turn (under load, that turn
+        was as long as the replicated append itself). JetStream does not take a second publish
+        with an expected sequence before the first is stored, so there is one in flight. What
+        is stored is handed to trio in sequence order (``run_sync_soon`` keeps the order)."""
+        wake = self._async_wake = asyncio.Event()
+        try:
+            while self._term == term:
+                with self._lock:
+                    record = self._queue.pop(0) if self._queue else None
+                    self._inflight = record
+                    expected = self._tail
+                if record is None:
+                    wake.clear()
+                    with self._lock:
+                        idle = not self._queue
+                    if idle and self._term == term:
+                        await wake.wait()
+                    continue
                 payload = record.payload()
+                started = time.perf_counter()
                 try:
-                    seq = await self._publish(payload, self.applied)
+                    seq = await self._publish_now(payload, expected)
                 except Deposed as exc:
+                    self._to_trio(self._refused, term, record, str(exc))
+                    return
+                with self._lock:
                     self._inflight = None
-                    self._fail(record)
-                    self._step_down(str(exc))
-                    break
-                self._inflight = None
-                self._apply_record(seq, payload)
-                if self.failed:
-                    self._fail(record)
-                    break
-                if time.monotonic() >= self._lease_deadline:
-                    # Stored, so applied; but a successor may exist by now: answer nothing.
-                    self._fail(record)
-                    self._step_down("the lease ran out while a record was being stored")
-                    break
-                del self._records[record.lsn]
-                record.done.set()
+                    self._tail = seq
+                self.publish_seconds += time.perf_counter() - started
+                self.records_published += 1
+                self.batches_published += len(record.items)
+                self._to_trio(self._stored, term, record, seq, payload)
+        except Exception as exc:  # a bug here must not leave writers waiting forever
+            log.exception("the publisher failed")
+            self._to_trio(self._crashed, term, repr(exc))
+        finally:
+            if self._async_wake is wake:
+                self._async_wake = None
+
+    def _to_trio(self, fn: Callable[..., None], *args: Any) -> None:
+        token = self._token
+        assert token is not None
+        try:
+            token.run_sync_soon(fn, *args)
+        except trio.RunFinishedError:
+            pass
+
+    def _stored(self, term: int, record: _Record, seq: int, payload: bytes) -> None:
+        """(trio) Record ``seq`` is in the stream: apply it, then answer its writers."""
+        if seq == self.applied + 1:
+            self._apply_record(seq, payload)
+        if self.failed or term != self._term or self.role != "leader":
+            self._fail(record)  # a step-down came first: its writers already got 503
+            return
+        if time.monotonic() >= self._lease_deadline:
+            # Stored, so applied; but a successor may exist by now: answer nothing.
+            self._fail(record)
+            self._step_down("the lease ran out while a record was being stored")
+            return
+        self._records.pop(record.lsn, None)
+        record.done.set()
+
+    def _refused(self, term: int, record: _Record, why: str) -> None:
+        self._fail(record)
+        if term == self._term and self.role == "leader":
+            self._step_down(why)
+
+    def _crashed(self, term: int, why: str) -> None:
+        if term == self._term and self.role == "leader":
+            self._step_down(f"the publisher failed: {why}")
 
     async def _publish(self, payload: bytes, expected: int) -> int:
+        """(trio) Publish one record expecting ``expected`` as the stream's tail."""
+        return await self.bridge.call(self._publish_now, payload, expected)
+
+    async def _publish_now(self, payload: bytes, expected: int) -> int:
+        """(NATS thread) Publish one record; raise ``Deposed`` when this node may not write."""
         js = self._js
         assert js is not None
         if time.monotonic() >= self._lease_deadline:
             raise Deposed("the lease ran out")
         try:
-            ack = await self.bridge.call(partial(
-                js.publish, self.names.subject, payload, timeout=self.lease_s,
-                headers={EXPECTED_LAST: str(expected)}))
+            ack = await js.publish(self.names.subject, payload, timeout=self.lease_s,
+                                   headers={EXPECTED_LAST: str(expected)})
         except APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise Deposed("another writer appended to the stream") from None
@@ -567,12 +648,14 @@ class Replica:
 
     def _step_down(self, why: str) -> None:
         was = self.role
-        for record in self._queue:
-            self._fail(record)
-        self._queue.clear()
-        if self._inflight is not None:
-            self._fail(self._inflight)
+        self._term += 1  # the publisher of the old term stops
+        with self._lock:
+            lost = [*self._queue, *([self._inflight] if self._inflight else [])]
+            self._queue.clear()
             self._inflight = None
+        for record in lost:
+            self._fail(record)
+        self._poke()
         self.role = "follower"
         self.leader = None
         self._lease_deadline = 0.0

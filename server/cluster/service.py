@@ -142,6 +142,15 @@ class ClusterRoster(Roster):
                                 value=max(0, r.stream_last - r.applied))
         yield CounterMetricFamily("roster_cluster_lease_renewals",
                                   "lease renewals while this node led", value=r.lease_renewals)
+        yield CounterMetricFamily("roster_cluster_records_published",
+                                  "stream records this node stored as leader",
+                                  value=r.records_published)
+        yield CounterMetricFamily("roster_cluster_batches_published",
+                                  "writes in those records (group commit: several per record)",
+                                  value=r.batches_published)
+        yield CounterMetricFamily("roster_cluster_publish_seconds",
+                                  "time from a record's publish to JetStream's acknowledgement",
+                                  value=r.publish_seconds)
         yield CounterMetricFamily("roster_cluster_snapshots_stored",
                                   "snapshots this node put in the cluster's snapshot store",
                                   value=r.snapshots_stored)

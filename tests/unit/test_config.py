@@ -142,8 +142,9 @@ def test_cluster_options_parse_and_refuse() -> None:
     assert s.cluster == ("nats://a:4222", "nats://b:4222")
     assert (s.lease_ms, s.cluster_name, s.cluster_replicas) == (1500, "eu-1", 1)
     assert config.load({}).cluster == ()
+    assert config.load({"node_id": "10.0.0.1:5001"}).node_id == "10.0.0.1:5001"
     for name, bad in (("cluster", "http://a:4222"), ("cluster_name", "a.b"),
                       ("cluster_replicas", "6"), ("lease_ms", "50"),
-                      ("advertise_url", "a:5001")):
+                      ("advertise_url", "a:5001"), ("node_id", "a b")):
         with pytest.raises(config.ConfigError, match=name):
             config.load({name: bad})
