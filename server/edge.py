@@ -180,20 +180,26 @@ class AppTasks(TaskGroup):
 
 
 class EdgeH11(H11Protocol):
-    """hypercorn's HTTP/1.1 protocol with two rules of the edge."""
+    """hypercorn's HTTP/1.1 protocol with the rules of the edge."""
+
+    #: the answer under way has no Content-Length: a stream (``/events``) that ends when the
+    #: client goes, rather than an answer a half-closed client is still waiting for
+    streaming = False
 
     async def _check_protocol(self, event: h11.Request) -> None:
         """No upgrade to HTTP/2: the request is answered as HTTP/1.1 (an ``Upgrade: h2c``
-        header is ignored, as RFC 9110 allows; ``PRI *`` is refused by h11 as malformed)."""
+        header is ignored, as RFC 9110 allows; ``PRI *`` reaches the app as an unknown route)."""
 
     async def stream_send(self, event: StreamEvent) -> None:
-        if (isinstance(event, Response) and event.status_code >= 200
-                and isinstance(self.connection, h11.Connection)
-                and self.connection.their_state is not h11.DONE):
-            # Answered before the request body has arrived (401/403/404/405/413/415, any
-            # framing): close after the answer instead of reading the rest of that body.
-            event = Response(stream_id=event.stream_id, status_code=event.status_code,
-                             headers=[*event.headers, (b"connection", b"close")])
+        if isinstance(event, Response) and event.status_code >= 200:
+            self.streaming = not any(name.lower() == b"content-length"
+                                     for name, _ in event.headers)
+            if (isinstance(self.connection, h11.Connection)
+                    and self.connection.their_state is not h11.DONE):
+                # Answered before the request body has arrived (401/403/404/405/413, any
+                # framing): close after the answer instead of reading the rest of that body.
+                event = Response(stream_id=event.stream_id, status_code=event.status_code,
+                                 headers=[*event.headers, (b"connection", b"close")])
         await super().stream_send(event)
 
 
@@ -317,8 +323,10 @@ class Connection:
 
     async def _peer_done_sending(self) -> None:
         """EOF: a client that half-closed after a complete request still gets its answer; at
-        any other point the peer has gone and the connection closes at once."""
-        if self.phase() == "busy" and self.protocol.stream is not None:
+        any other point (or during a stream, which has no end to wait for) the peer has gone
+        and the connection closes at once."""
+        if (self.phase() == "busy" and self.protocol.stream is not None
+                and not (self.answering and self.protocol.streaming)):
             await self.protocol.handle(RawData(b""))  # h11: their side is closed, no recycling
             await self._done.wait()
         else:
@@ -347,6 +355,7 @@ class Connection:
             self.request_from = now
             self.header_from = None
             self.answering = False
+            self.protocol.streaming = False
         if self._read is not None:
             self._read.deadline = self.deadline(self.phase())
 

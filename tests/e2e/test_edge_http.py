@@ -107,9 +107,9 @@ def flood_body(proc: ServerProcess, head: bytes, chunked: bool = False) -> tuple
         s.sendall(head)
         s.setblocking(False)
         piece = b"10000\r\n" + CHUNK + b"\r\n" if chunked else CHUNK
-        answer, sent = b"", 0
+        answer, sent, sending = b"", 0, True
         while sent < READ_BOUND:
-            readable, writable, _ = select.select([s], [s], [], REPLY_S)
+            readable, writable, _ = select.select([s], [s] if sending else [], [], REPLY_S)
             assert readable or writable, "neither answered nor read within the bound"
             if readable:
                 try:
@@ -123,7 +123,7 @@ def flood_body(proc: ServerProcess, head: bytes, chunked: bool = False) -> tuple
                 try:
                     sent += s.send(piece)
                 except (BrokenPipeError, ConnectionResetError):
-                    break
+                    sending = False  # closed by the server: read what it answered first
         return answer, sent
 
 
@@ -282,6 +282,14 @@ def test_a_peer_that_has_gone_is_closed_at_once(edge: ServerProcess) -> None:
         for s in socks[:10]:
             s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
             assert status(s.recv(65536)) == 200
+    wait_until(lambda: close_waits(edge) == 0, REPLY_S, "no CLOSE-WAIT sockets")
+
+
+def test_an_event_stream_whose_client_has_gone_is_closed_at_once(edge: ServerProcess) -> None:
+    # Without noticing the FIN, the stream would run until a heartbeat write failed (15 s+).
+    with connect(edge) as s:
+        s.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\ntoken: " + TOKEN.encode() + b"\r\n\r\n")
+        assert status(s.recv(65536)) == 200
     wait_until(lambda: close_waits(edge) == 0, REPLY_S, "no CLOSE-WAIT sockets")
 
 
