@@ -38,6 +38,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -75,6 +76,9 @@ EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 #: a record is closed (the next batches go to the next one) past this many bytes; NATS's default
 #: max_payload is 1 MiB
 RECORD_BYTES = 768 * 1024
+#: records remembered for ``wait`` (a writer looks its record up right after submitting; only
+#: one that waits through this many later records gets "outcome unknown" instead)
+RECENT_RECORDS = 65_536
 #: how long a NATS connection attempt at start-up may take before start is refused
 CONNECT_TIMEOUT_S = 5.0
 #: how long start-up waits for JetStream to accept the stream and the lease bucket
@@ -93,11 +97,16 @@ class Deposed(Exception):
 class _Record:
     """A record being gathered or published, and the writers waiting for it."""
 
+    #: the sequence it is meant to get (the tail it follows + 1)
     lsn: int
+    #: this node's number for it, never reused (a later term may reuse ``lsn``)
+    ticket: int = 0
     items: list[bytes] = field(default_factory=list)
     size: int = 0
     done: trio.Event = field(default_factory=trio.Event)
     error: ApiError | None = None
+    #: the sequence it was stored as (set before ``done``)
+    seq: int = 0
 
     def payload(self) -> bytes:
         header: bytes = msgpack.Packer().pack_array_header(len(self.items))
@@ -162,9 +171,9 @@ class Replica:
         #: bumped at every take-over and step-down; a publisher runs for one term only
         self._term = 0
         self._async_wake: asyncio.Event | None = None
-        self._records: dict[int, _Record] = {}
-        #: records of the last term that failed, so a late settle still gets its 503
-        self._failed: dict[int, _Record] = {}
+        #: the records submitted here lately, by ticket (pending, in flight, done or failed)
+        self._recent: OrderedDict[int, _Record] = OrderedDict()
+        self._tickets = 0
         self._lease_wake = trio.Event()
 
     # -- what the service calls ------------------------------------------------------------
@@ -196,20 +205,25 @@ class Replica:
             record.items.append(item)
             record.size += len(item)
         if opened:
-            self._records[record.lsn] = record
+            self._tickets += 1
+            record.ticket = self._tickets
+            self._recent[record.ticket] = record
+            if len(self._recent) > RECENT_RECORDS:
+                self._recent.popitem(last=False)
             self._poke()
-        return record.lsn
+        return record.ticket
 
-    async def wait(self, lsn: int) -> None:
-        """Return once the record ``lsn`` submitted here is stored and applied; 503 if not."""
-        record = self._records.get(lsn) or self._failed.get(lsn)
+    async def wait(self, ticket: int) -> int:
+        """Wait for the record ``submit`` numbered ``ticket``; return the sequence it was stored
+        as, once applied here. 503 ``not_leader`` if it was not stored (or is too old to tell).
+        """
+        record = self._recent.get(ticket)
         if record is None:
-            if lsn <= self.applied:
-                return
-            raise _lost()
+            raise _lost()  # only after RECENT_RECORDS more records: answer "unknown", never OK
         await record.done.wait()
         if record.error is not None:
             raise record.error
+        return record.seq
 
     # -- the node's life ---------------------------------------------------------------------
 
@@ -500,7 +514,6 @@ class Replica:
         if self.applied != self.stream_last:
             self._step_down("records arrived while taking the lease")
             return
-        self._failed.clear()
         # The fence: once this empty record is stored, no publish expecting an older tail can be.
         try:
             seq = await self._publish(b"\x90", self.applied)
@@ -565,6 +578,8 @@ class Replica:
                         await wake.wait()
                     continue
                 payload = record.payload()
+                batches = len(record.items)
+                record.items = []  # the payload holds them now; the record stays for wait()
                 started = time.perf_counter()
                 try:
                     seq = await self._publish_now(payload, expected)
@@ -576,7 +591,7 @@ class Replica:
                     self._tail = seq
                 self.publish_seconds += time.perf_counter() - started
                 self.records_published += 1
-                self.batches_published += len(record.items)
+                self.batches_published += batches
                 self._to_trio(self._stored, term, record, seq, payload)
         except Exception as exc:  # a bug here must not leave writers waiting forever
             log.exception("the publisher failed")
@@ -605,7 +620,7 @@ class Replica:
             self._fail(record)
             self._step_down("the lease ran out while a record was being stored")
             return
-        self._records.pop(record.lsn, None)
+        record.seq = seq
         record.done.set()
 
     def _refused(self, term: int, record: _Record, why: str) -> None:
@@ -641,10 +656,9 @@ class Replica:
         return int(ack.seq)
 
     def _fail(self, record: _Record) -> None:
-        self._records.pop(record.lsn, None)
-        self._failed[record.lsn] = record
-        record.error = _lost()
-        record.done.set()
+        if not record.done.is_set():
+            record.error = _lost()
+            record.done.set()
 
     def _step_down(self, why: str) -> None:
         was = self.role

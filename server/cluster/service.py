@@ -3,7 +3,9 @@
 Only the commit path differs from ``server/service.py``. ``submit`` checks the ops and queues the
 batch on the replica (a follower refuses: 307 to the leader, or 503 ``no_leader``); nothing is
 applied at submit. Every record, this node's own included, is applied by ``apply_record`` in
-stream order, after JetStream stored it; ``settle`` waits for that. A consequence for pipelined
+stream order, after JetStream stored it; ``settle`` waits for that and returns the record's
+stream sequence (a cluster ticket carries the replica's own rising record number: a sequence is
+only known once stored, and a failed term's sequences are reused). A consequence for pipelined
 RESP writes: a write that depends on an earlier one of the same chunk (create, then add to the
 channel) sees the state before it, so send it after the earlier reply.
 
@@ -69,12 +71,14 @@ class ClusterRoster(Roster):
 
     def submit(self, ops: Sequence[Sequence[Any]], now_ms: int | None = None) -> Ticket:
         check_ops(ops)
-        lsn = self.replica.submit((self.now_ms() if now_ms is None else now_ms, ops))
-        return Ticket(lsn, False)
+        # The ticket's number is the replica's (rising, never reused across terms); settle
+        # turns it into the stream sequence the record got.
+        number = self.replica.submit((self.now_ms() if now_ms is None else now_ms, ops))
+        return Ticket(number, False)
 
     async def settle(self, ticket: Ticket) -> int:
-        await self.replica.wait(ticket.lsn)
-        return ticket.lsn
+        """Wait for the ticket's record; return its LSN (stream sequence) once applied here."""
+        return await self.replica.wait(ticket.lsn)
 
     def apply_record(self, lsn: int, batches: list[Batch]) -> None:
         """Apply stream record ``lsn`` (called in stream order) and keep it in the local log."""
