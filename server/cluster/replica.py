@@ -301,6 +301,12 @@ class Replica:
             kv = await self.bridge.call(partial(
                 js.create_key_value, bucket=self.names.lease_bucket, ttl=self.lease_s,
                 history=1, replicas=self.settings.cluster_replicas))
+        status = await self.bridge.call(kv.status)
+        if status.ttl is not None and abs(status.ttl - self.lease_s) > 0.001:
+            # The bucket keeps the TTL it was made with: every node must run the same lease.
+            log.warning("the lease bucket %s expires keys after %.3f s but --lease-ms is %d: "
+                        "run every node with the same lease (or delete the bucket while all are "
+                        "stopped)", self.names.lease_bucket, status.ttl, self.settings.lease_ms)
         return kv
 
     async def store_snapshot(self, lsn: int, path: Path) -> None:
