@@ -10,9 +10,12 @@ sets through ``TrioToken.run_sync_soon`` — no worker thread is parked per call
 NATS (the stream's records) come back the same way, ``run_sync_soon`` in arrival order, so the trio
 side applies them in stream order.
 
-Cost (``python -m bench clusterbridge``): one round trip of a no-op coroutine is a few tens of
-microseconds, against the ~1 ms a replicated JetStream publish takes; the group commit pays it once
-per stream message, not per write.
+Cost (``python -m bench cluster``, "bridge round trip"): one round trip of a no-op coroutine took
+76-192 us on the two-core test machine depending on its load, the same order as
+``trio.to_thread.run_sync`` of a no-op (144-218 us in the same runs): two thread wake-ups either
+way. A write pays a share of it: a record crosses once, carrying ~20 writes at 64 connections,
+and the leader's publisher runs on the NATS thread (``replica.py``), so records follow each other
+without crossing back first.
 
 Cancellation: a cancelled trio caller cancels the asyncio future; whether the coroutine's effect
 (a publish) happened is then unknown, which the caller must treat as "maybe" (the replica steps
