@@ -1,9 +1,10 @@
 """Real clusters for the cluster-mode tests: nats-server processes and `roster serve` nodes.
 
-``NatsCluster`` starts three (or one) ``nats-server -js`` on free loopback ports, routed into one
-JetStream cluster, each with its own store directory, and waits on their ``/healthz`` until
-JetStream answers. ``RosterNode`` is a ``ServerProcess`` started with ``--cluster``. Every wait is
-a poll with a deadline (``wait_until``), never a sleep for timing.
+``NatsCluster`` (``bench/natscluster.py``, shared with ``python -m bench cluster``) starts three
+(or one) ``nats-server -js`` on free loopback ports, routed into one JetStream cluster, each with
+its own store directory, and waits on their ``/healthz`` until JetStream answers. ``RosterNode`` is
+a ``ServerProcess`` started with ``--cluster``. Every wait is a poll with a deadline
+(``wait_until``), never a sleep for timing.
 """
 
 from __future__ import annotations
