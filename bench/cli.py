@@ -19,7 +19,11 @@ table on stderr; ``--out FILE`` also writes the JSON to FILE)::
              a minute or two at full size)
     edge     the HTTP edge: slowloris (latency of a normal client, time to reap) and a
              descriptor flood under a low RLIMIT_NOFILE (held, time to recover); not in "all"
-    all      everything above but edge, in one run (peer reuses the http figures of that run)
+    cluster  cluster mode on three nats-server + three roster nodes: WL.SET on the leader vs one
+             node (fsync always), CHECK on two followers vs one, kill -9 failover time (median of
+             10), the trio-asyncio bridge's cost per call; needs nats-server; not in "all"
+    all      everything above but edge and cluster, in one run (peer reuses the http figures of
+             that run)
 
 ``--quick`` shrinks every size so that each sub-command finishes in well under a minute.
 Benchmarks never gate CI: they print figures; nothing here asserts a timing.
@@ -110,6 +114,11 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     e.add_argument("--flood", type=_positive, default=0,
                    help="connections opened and held in the flood (default 1000; quick 300)")
 
+    c = sub.add_parser("cluster", parents=[common],
+                       help="cluster mode vs one node: writes, reads, failover, bridge cost")
+    c.add_argument("--duration", type=float, default=0.0,
+                   help="seconds per redis-benchmark row (default 5; quick 1)")
+
     a = sub.add_parser("all", parents=[common], help="every sub-command, one run")
     _http_options(a)
     _restart_options(a)
@@ -144,7 +153,8 @@ Printer = Callable[[Record, Any], None]
 
 _MODULES = {"decide": "bench.decide", "memory": "bench.memory", "wal": "bench.walbench",
             "http": "bench.httpbench", "peer": "bench.peer", "resp": "bench.respbench",
-            "restart": "bench.restartbench", "edge": "bench.edgebench"}
+            "restart": "bench.restartbench", "edge": "bench.edgebench",
+            "cluster": "bench.clusterbench"}
 
 
 def _runner(name: str) -> tuple[Callable[[argparse.Namespace], Record], Printer]:

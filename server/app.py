@@ -22,7 +22,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from server.errors import ApiError
+from server.errors import ApiError, NotLeader
 from server.fastpath import FastPath
 from server.http import (
     INTERNAL_ERROR_BODY,
@@ -38,6 +38,7 @@ from server.http import (
     token_ok,
 )
 from server.metrics import Metrics
+from server.minlsn import min_lsn
 from server.openapi import RouteDoc
 from server.service import Roster
 
@@ -82,7 +83,12 @@ def create_app(roster: Roster) -> QuartTrio:
 
     @app.errorhandler(ApiError)
     async def api_error(err: ApiError) -> Response:
-        return error_response(err)
+        response = error_response(err)
+        if isinstance(err, NotLeader):  # cluster mode: the same request, sent to the leader
+            query = request.query_string.decode("latin-1")
+            response.headers["Location"] = err.leader_url + request.path + (
+                f"?{query}" if query else "")
+        return response
 
     @app.errorhandler(HTTPException)
     async def http_error(err: HTTPException) -> Response:
@@ -115,5 +121,5 @@ def create_app(roster: Roster) -> QuartTrio:
     metrics.routes = frozenset(rule.rule for rule in app.url_map.iter_rules())
     # The permission checks are answered before quart (server/fastpath.py); metrics see all.
     fast = FastPath(api.ctx)
-    app.asgi_app = metrics.wrap(fast.wrap(app.asgi_app))  # type: ignore[method-assign, arg-type, assignment]
+    app.asgi_app = metrics.wrap(min_lsn(roster, fast.wrap(app.asgi_app)))  # type: ignore[method-assign, arg-type, assignment]
     return app

@@ -81,6 +81,15 @@ class Settings:
     sub_max_followers: int = 5000
     webhook_url: str | None = None
     events_retained: int = 100_000
+    # -- cluster mode (server/cluster/): the log is a NATS JetStream stream; () = one process --
+    cluster: tuple[str, ...] = ()
+    #: this node's name in the lease; None = host:port
+    node_id: str | None = None
+    cluster_name: str = "roster"
+    cluster_replicas: int = 3
+    #: this node's HTTP URL as the other nodes and redirected clients should use it
+    advertise_url: str | None = None
+    lease_ms: int = 3000
 
     def is_loopback(self) -> bool:
         return _is_loopback(self.host) and (self.resp_port is None
@@ -183,6 +192,29 @@ def _float_pos(value: Any) -> float:
     return number
 
 
+def _nats_urls(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple) else _text(value).split(",")
+    urls = tuple(_text(v).strip() for v in items if _text(v).strip())
+    for url in urls:
+        if not url.startswith(("nats://", "tls://")):
+            raise ValueError(f"expected nats://host:port URLs, got {url!r}")
+    return urls
+
+
+def _name(value: Any) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text):
+        raise ValueError(f"expected 1-64 letters, digits, '_' or '-', got {text!r}")
+    return text
+
+
+def _node_id(value: Any) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"[A-Za-z0-9_.:\[\]-]{1,128}", text):
+        raise ValueError(f"expected 1-128 letters, digits or any of _ . : [ ] -, got {text!r}")
+    return text
+
+
 def _url(value: Any) -> str:
     text = _text(value)
     if not text.startswith(("http://", "https://")):
@@ -255,6 +287,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("sub_max_followers", _int_range(1), "live subscribers one user may have"),
     Option("webhook_url", _url, "RongCloud-format presence webhook receiver"),
     Option("events_retained", _int_range(1), "presence events kept for Last-Event-ID resume"),
+    Option("cluster", _nats_urls, "NATS servers (comma-separated nats:// URLs): run as one node "
+           "of a cluster whose log is a JetStream stream", metavar="URLS"),
+    Option("node_id", _node_id, "this node's name in the cluster (default: host:port)"),
+    Option("cluster_name", _name, "names the stream ROSTER_<NAME>, its subject, lease and store"),
+    Option("cluster_replicas", _int_range(1, 5), "JetStream replicas of the stream (1 against "
+           "one NATS server)"),
+    Option("advertise_url", _url, "this node's HTTP URL for redirected clients "
+           "(default: http://host:port)"),
+    Option("lease_ms", _int_range(200, 600_000), "leader lease: a dead leader is replaced after "
+           "about this long"),
 )
 _BY_NAME = {o.name: o for o in OPTIONS}
 _DEFAULTS = Settings()

@@ -21,10 +21,16 @@ and the Redis-protocol lane ``-ERR <code> <msg>`` (``server/resp.py``).
     │                               connection closes: server/edge.py)
     ├── PayloadTooLarge (413)       body_too_large
     ├── UnsupportedMediaType (415)  not_json
+    ├── NotLeader (307)             not_leader (cluster mode: a write sent to a follower;
+    │                               ``Location`` and ``leader`` name the leader)
     └── Unavailable (503)           log_unavailable (the write-ahead log failed; the server is
                                     stopping and nothing un-logged was acknowledged),
                                     snapshot_failed (the snapshot file could not be written;
-                                    the log is intact and the server keeps serving)
+                                    the log is intact and the server keeps serving),
+                                    no_leader (cluster mode: no leader is known yet),
+                                    not_leader (this node lost the lead before the write was
+                                    stored: its outcome is unknown), lsn_timeout (the record
+                                    asked for by X-Min-LSN / WAITLSN was not applied in time)
 
 A 500 is always a bug: the app logs it and answers ``internal_error``.
 """
@@ -78,6 +84,23 @@ class PayloadTooLarge(ApiError):
 class UnsupportedMediaType(ApiError):
     status = 415
     default_code = "not_json"
+
+
+class NotLeader(ApiError):
+    """A write sent to a follower: HTTP answers 307 to the leader, RESP ``-READONLY``."""
+
+    status = 307
+    default_code = "not_leader"
+
+    def __init__(self, leader_url: str, leader_resp: str | None) -> None:
+        super().__init__("not the leader")
+        #: the leader's HTTP base URL; the request's path and query are appended for Location
+        self.leader_url = leader_url
+        #: the leader's RESP ``host:port`` (None when it has no RESP lane)
+        self.leader_resp = leader_resp
+
+    def body(self) -> dict[str, object]:
+        return {**super().body(), "leader": self.leader_url}
 
 
 class Unavailable(ApiError):

@@ -136,7 +136,12 @@ class Api:
         return parse_query(fields, request.args, self.limits)
 
     async def settle(self, ticket: Ticket | None) -> Response:
-        """Acknowledge a write once its record is durable."""
+        """Acknowledge a write once its record is durable, with its LSN in ``X-LSN`` (a write
+        that changed nothing carries the newest applied one: reading at it sees the same)."""
         if ticket is not None:
-            await self.roster.settle(ticket)
-        return ok()
+            lsn = await self.roster.settle(ticket)
+        else:
+            lsn = self.roster.applied_lsn
+        response = ok()
+        response.headers["X-LSN"] = str(lsn)
+        return response

@@ -57,7 +57,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from server import commands
 from server.commands import Command, Context
-from server.errors import ApiError, BadRequest, Unavailable
+from server.errors import ApiError, BadRequest, NotLeader, Unavailable
 from server.http import token_ok
 from server.ops import FLAG_NAMES
 from server.permission import REASON_NAMES, decide
@@ -95,6 +95,8 @@ OUTPUT_FLUSH: Final = 1024 * 1024
 SEND_STALL_S: Final = 60.0
 #: how often the reaper looks for idle and stalled connections
 REAP_EVERY_S: Final = 1.0
+#: the longest WAITLSN timeout (ms)
+MAX_WAITLSN_MS: Final = 60_000
 #: the longest EVENTS.READ COUNT
 MAX_EVENTS_COUNT: Final = 10_000
 #: accept errors that mean "no capacity now" (a descriptor, memory): wait, never give up
@@ -560,6 +562,9 @@ class RespServer:
 
     def _api_error(self, key: str, exc: ApiError) -> bytes:
         self._fail(key, exc.code)
+        if isinstance(exc, NotLeader):  # cluster mode: a write sent to a follower
+            where = exc.leader_resp or exc.leader_url
+            return ErrorReply("READONLY", f"not the leader; leader at {where}").encode()
         prefix = "UNAVAILABLE" if isinstance(exc, Unavailable) else "ERR"
         return ErrorReply(prefix, f"{exc.code} {exc.msg}").encode()
 
@@ -820,6 +825,28 @@ async def _events_read(srv: RespServer, conn: Connection, argv: list[bytes]) -> 
                     list(e.note.devices), list(e.note.subscribers)] for e in found], conn.resp3)
 
 
+async def _waitlsn(srv: RespServer, conn: Connection, argv: list[bytes]) -> bytes:
+    """``WAITLSN lsn timeout_ms``: the applied LSN once ``lsn`` is applied here, ``-TIMEOUT``
+    past the timeout (read-your-writes on any node of a cluster)."""
+    key = "waitlsn"
+    if len(argv) != 3:
+        return srv._refused(key, Refusal(_arity_text(key), "wrong_arity"))
+    try:
+        lsn = int_from_text(argv[1], "lsn")
+        timeout_ms = int_from_text(argv[2], "timeout_ms")
+        if lsn < 0 or not 0 <= timeout_ms <= MAX_WAITLSN_MS:
+            raise BadRequest(f"lsn must be >= 0 and timeout_ms 0-{MAX_WAITLSN_MS}",
+                             "value_out_of_range")
+    except ApiError as exc:
+        return srv._api_error(key, exc)
+    roster = srv.roster
+    if not await roster.wait_applied(lsn, timeout_ms / 1000):
+        srv._fail(key, "lsn_timeout")
+        return ErrorReply("TIMEOUT", f"record {lsn} not applied within {timeout_ms} ms "
+                          f"(applied: {roster.applied_lsn})").encode()
+    return integer(roster.applied_lsn)
+
+
 # -- handlers: connection housekeeping ------------------------------------------------------------
 
 
@@ -1013,6 +1040,7 @@ _ROWS: dict[str, Row] = {
     "presence.set": Row(_presence_set),
     "presence.get": Row(_presence_get),
     "events.read": Row(async_handler=_events_read),
+    "waitlsn": Row(async_handler=_waitlsn),
     "ping": Row(_ping, open=True),
     "echo": Row(_echo),
     "quit": Row(_quit, open=True),

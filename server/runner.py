@@ -25,7 +25,7 @@ import math
 import signal
 import time
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -41,6 +41,9 @@ from server.startup import ListenError, sole_error, split_bind, unusable
 from server.state import State
 from server.version import version
 from wal import DataDirLock, LogFailedError, RecoveryProgress, WriteAheadLog, recover
+
+if TYPE_CHECKING:
+    from server.cluster.service import ClusterRoster
 
 log = logging.getLogger("roster")
 
@@ -133,12 +136,18 @@ def recover_state(settings: Settings) -> tuple[State, int]:
     def apply_record(lsn: int, batch: object) -> None:
         state.apply(batch)  # type: ignore[arg-type]
 
+    def apply_stream_record(lsn: int, batches: object) -> None:
+        for batch in batches:  # type: ignore[attr-defined]
+            state.apply(batch)
+
     # The state is millions of small objects with no reference cycles: the cyclic collector can
     # free nothing here, but its full passes over them took half of a restart (bench/RESULTS.md).
     gc.disable()
     try:
         report = recover(settings.data_dir, mode=settings.wal_recovery,
-                         load_snapshot_chunk=load_chunk, apply_record=apply_record,
+                         load_snapshot_chunk=load_chunk,
+                         # in cluster mode a local record is a stream record: a list of batches
+                         apply_record=apply_stream_record if settings.cluster else apply_record,
                          log=log.warning, progress=progress.log_replay)
     finally:
         gc.enable()
@@ -176,6 +185,10 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
     lock = DataDirLock(settings.data_dir)
     lock.acquire()
     try:
+        if settings.cluster:  # a node behind the stream's start fetches the stored snapshot
+            from server.cluster.bootstrap import bootstrap
+
+            await bootstrap(settings)
         try:
             state, last_lsn = recover_state(settings)
         except OSError as exc:  # e.g. a segment this user may not read
@@ -192,7 +205,14 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
 
         wal = WriteAheadLog(settings.data_dir, next_lsn=last_lsn + 1, fsync=settings.fsync,
                             segment_bytes=settings.segment_bytes, on_fatal=on_fatal)
-        roster = Roster(state, wal, settings)
+        cluster: ClusterRoster | None = None
+        roster: Roster
+        if settings.cluster:
+            from server.cluster.service import ClusterRoster
+
+            roster = cluster = ClusterRoster(state, wal, settings, on_fatal)
+        else:
+            roster = Roster(state, wal, settings)
         requests = InFlight()
         app = create_app(roster)
         resp: RespServer | None = None
@@ -231,6 +251,8 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
                     raise
                 raise unusable(str(settings.data_dir), cause,
                                "cannot create the first log segment") from None
+            if cluster is not None:  # connects to NATS: refuses to start if it cannot
+                await nursery.start(cluster.run)
             nursery.start_soon(roster.snapshot_loop)
             nursery.start_soon(roster.purge_loop)
             nursery.start_soon(roster.webhook_loop)
@@ -250,6 +272,8 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
                           flush=True)
                     log.info("listening", extra={"addresses": addrs, "resp": resp_addrs,
                                                  "lsn": last_lsn, "version": version()})
+                    if cluster is not None:
+                        cluster.advertise(addrs[0], resp_addrs[0] if resp_addrs else None)
                     task_status.started(addrs)
                     await stop.wait()
                     roster.events.close()  # end the /events streams: they would never drain
@@ -266,6 +290,8 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
                 # Whatever ended the server (signal, log failure, a protocol bug escaping
                 # hypercorn), everything already acknowledged is durable; flush the rest.
                 with trio.CancelScope(shield=True):
+                    if cluster is not None:  # stop applying records (and give the lease up)
+                        await cluster.stop()
                     await wal.close()
                 nursery.cancel_scope.cancel()
         return 1 if fatal else 0

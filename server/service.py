@@ -73,6 +73,8 @@ class Roster:
         self.metric_sources: list[Callable[[], Iterable[Any]]] = []
         #: presence events: staged at apply, published once durable (server/events.py)
         self.events = EventHub(settings.events_retained, start_lsn=wal.last_lsn)
+        #: readers waiting to see an LSN applied (``X-Min-LSN``, ``WAITLSN``): (lsn, event)
+        self._lsn_waiters: list[tuple[int, trio.Event]] = []
         self.webhook: WebhookSender | None = None
         if settings.webhook_url:
             self.webhook = WebhookSender(settings.webhook_url, settings.rc_app_key,
@@ -105,7 +107,43 @@ class Roster:
         self.events.stage(lsn, notes)
         if self.wal.bytes_since_snapshot >= self.settings.snapshot_bytes:
             self._snapshot_wanted.set()
+        if self._lsn_waiters:
+            self.wake_lsn_waiters(lsn)
         return Ticket(lsn, bool(notes))
+
+    @property
+    def applied_lsn(self) -> int:
+        """The newest record whose mutation readers can see."""
+        return self.wal.last_lsn
+
+    def role_fields(self) -> dict[str, object]:
+        """What ``/health`` adds about this node's place in a cluster (nothing on its own)."""
+        return {}
+
+    async def wait_applied(self, lsn: int, timeout_s: float) -> bool:
+        """Wait until record ``lsn`` is applied here (read-your-writes on any node); False if
+        ``timeout_s`` passed first."""
+        if lsn <= self.applied_lsn:
+            return True
+        event = trio.Event()
+        entry = (lsn, event)
+        self._lsn_waiters.append(entry)
+        try:
+            with trio.move_on_after(timeout_s):
+                await event.wait()
+        finally:
+            if not event.is_set():
+                self._lsn_waiters.remove(entry)
+        return lsn <= self.applied_lsn
+
+    def wake_lsn_waiters(self, applied: int) -> None:
+        still = []
+        for lsn, event in self._lsn_waiters:
+            if lsn <= applied:
+                event.set()
+            else:
+                still.append((lsn, event))
+        self._lsn_waiters = still
 
     async def settle(self, ticket: Ticket) -> int:
         """Return ``ticket``'s LSN once it (and so every record before it) is durable."""

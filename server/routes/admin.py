@@ -50,7 +50,7 @@ def register(app: QuartTrio, api: Api) -> None:
     @app.get("/health")
     async def health() -> Response:
         return json_response({"status": "ok", "lsn": roster.wal.durable_lsn,
-                              "version": version()})
+                              "version": version(), **roster.role_fields()})
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -134,3 +134,17 @@ def test_serve_bad_port_is_one_line(tmp_path: Path) -> None:
     assert r.stderr == ("roster: invalid configuration: flag --port: invalid port: expected an "
                         "integer, got 'notaport'\n")
     assert not (tmp_path / "d").exists()
+
+
+def test_cluster_options_parse_and_refuse() -> None:
+    s = config.load({"cluster": "nats://a:4222, nats://b:4222", "lease_ms": "1500",
+                     "cluster_name": "eu-1", "cluster_replicas": "1"})
+    assert s.cluster == ("nats://a:4222", "nats://b:4222")
+    assert (s.lease_ms, s.cluster_name, s.cluster_replicas) == (1500, "eu-1", 1)
+    assert config.load({}).cluster == ()
+    assert config.load({"node_id": "10.0.0.1:5001"}).node_id == "10.0.0.1:5001"
+    for name, bad in (("cluster", "http://a:4222"), ("cluster_name", "a.b"),
+                      ("cluster_replicas", "6"), ("lease_ms", "50"),
+                      ("advertise_url", "a:5001"), ("node_id", "a b")):
+        with pytest.raises(config.ConfigError, match=name):
+            config.load({name: bad})

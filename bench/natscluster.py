@@ -1,0 +1,95 @@
+"""nats-server processes with JetStream on free loopback ports, routed into one cluster.
+
+Used by ``python -m bench cluster`` and by the cluster tests (``tests/cluster/``): each server
+has its own store directory and monitor port, and ``wait_healthy`` polls ``/healthz`` (which
+answers 200 once JetStream is up) with a deadline.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.procs import free_port
+
+NATS_SERVER = shutil.which("nats-server") or (
+    "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None)
+HEALTHY_TIMEOUT_S = 30.0
+
+
+class NatsServer:
+    def __init__(self, name: str, store: Path, port: int, cluster_port: int, monitor_port: int,
+                 routes: list[int], cluster: str) -> None:
+        self.name, self.store, self.port = name, store, port
+        self.cluster_port, self.monitor_port, self.routes = cluster_port, monitor_port, routes
+        self.cluster = cluster
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = store.parent / f"{name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        if NATS_SERVER is None:
+            raise RuntimeError("nats-server is not installed (Debian package nats-server)")
+        self.store.mkdir(parents=True, exist_ok=True)
+        args = [NATS_SERVER, "-js", "-sd", str(self.store), "-n", self.name, "-a", "127.0.0.1",
+                "-p", str(self.port), "-m", str(self.monitor_port)]
+        if self.routes:
+            args += ["--cluster_name", self.cluster,
+                     "--cluster", f"nats://127.0.0.1:{self.cluster_port}",
+                     "--routes", ",".join(f"nats://127.0.0.1:{p}" for p in self.routes)]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+
+    def healthy(self) -> bool:
+        try:
+            r = httpx.get(f"http://127.0.0.1:{self.monitor_port}/healthz", timeout=1.0)
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class NatsCluster:
+    def __init__(self, root: Path, size: int = 3, name: str = "roster-nats") -> None:
+        ports = [(free_port(), free_port(), free_port()) for _ in range(size)]
+        cluster_ports = [p[1] for p in ports]
+        self.servers = [
+            NatsServer(f"n{i}", root / f"nats{i}", p, c, m,
+                       [q for q in cluster_ports if q != c] if size > 1 else [], name)
+            for i, (p, c, m) in enumerate(ports)]
+
+    @property
+    def urls(self) -> str:
+        return ",".join(s.url for s in self.servers)
+
+    def start(self) -> NatsCluster:
+        for s in self.servers:
+            s.start()
+        self.wait_healthy()
+        return self
+
+    def wait_healthy(self, servers: list[NatsServer] | None = None) -> None:
+        for s in servers or self.servers:
+            deadline = time.monotonic() + HEALTHY_TIMEOUT_S
+            while not s.healthy():
+                if time.monotonic() > deadline or not s.running():
+                    raise RuntimeError(f"nats-server {s.name} is not healthy; see {s.log}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        for s in self.servers:
+            s.kill()
