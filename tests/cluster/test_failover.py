@@ -37,6 +37,11 @@ def leader_url(nodes: list[RosterNode]) -> str | None:
     return None
 
 
+def knows_no_leader(node: RosterNode) -> bool:
+    h = node.health()
+    return h is not None and h.get("leader") is None
+
+
 def create_channel(nodes: list[RosterNode]) -> None:
     leader = leader_of(nodes)
     r = httpx.post(leader.url + "/channel", json={"channel_id": CHANNEL, "channel_type": 2})
@@ -132,6 +137,10 @@ def test_nats_minority_loss_keeps_writing_majority_loss_stops_writes_not_reads(
         # No majority: the leader cannot store or renew; within a few leases writes are refused.
         wait_until(lambda: leader_url(nodes) is None, timeout=TAKEOVER_S,
                    what="no leader without a NATS majority")
+        # A follower forgets the leader it last saw only when its own lease lookup fails (up
+        # to a lease later); until then it redirects (307) to the node that stepped down.
+        wait_until(lambda: knows_no_leader(nodes[0]), timeout=TAKEOVER_S,
+                   what="a follower forgetting the leader without a NATS majority")
         stalled = writers.acked_count()
         r = httpx.post(nodes[0].url + "/channel/whitelist_add",
                        json={"channel_id": CHANNEL, "channel_type": 2, "uids": ["x"]}, timeout=10)
