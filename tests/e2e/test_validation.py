@@ -1,15 +1,35 @@
 """Request validation, table-driven over every JSON route: status, ``code``, the field named, and
-that a rejected request changes nothing (the state is read back and compared)."""
+that a rejected request changes nothing (the state is read back and compared).
+
+The ~800 cases go through the in-process app (quart's test client over ``create_app``: the same
+routing, auth and validation, without a socket per request); ``test_sample_over_real_http`` sends
+one case of each table to the real ``roster serve`` as well, so the two cannot drift apart.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.helpers import FLAGS, MAX_ID, MAX_UIDS, assert_error, info, new_id, ok, snapshot
+from tests.app.threaded import in_process_client
+from tests.conftest import TOKEN
+from tests.e2e.helpers import (
+    FLAGS,
+    MAX_ID,
+    MAX_UIDS,
+    assert_error,
+    client_for,
+    guard,
+    info,
+    new_id,
+    ok,
+    snapshot,
+)
+from tests.server_process import ServerProcess
 
 # (path, the list field it takes or None, extra body that makes it valid)
 CHANNEL_ROUTES: list[tuple[str, str | None]] = [
@@ -46,6 +66,13 @@ def _make_group(api: httpx.Client) -> Group:
     snap = snapshot(api, gid, 2)
     assert snap is not None
     return Group(gid, snap)
+
+
+@pytest.fixture(scope="module")
+def session_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """The in-process app with the manager token; any 5xx answer fails the test."""
+    with in_process_client(tmp_path_factory.mktemp("validation") / "data", TOKEN) as c:
+        yield guard(c)
 
 
 @pytest.fixture(scope="module")
@@ -338,3 +365,49 @@ def test_unknown_fields_are_ignored(api: httpx.Client, gid: str) -> None:
                                        "reason": "vip", "subscribers": ["zzz"]})
     data = info(api, gid, 2)
     assert data is not None and data["subscriber_count"] == 1 and data["whitelist_count"] == 1
+
+
+# -- a sample over real HTTP ------------------------------------------------------------------
+
+#: one case of each table above: (method, path, body or query, status, code, field named)
+HTTP_SAMPLE: list[tuple[str, str, dict[str, Any], str | None, str | None]] = [
+    ("POST", "/channel/whitelist_add", {"channel_id": "G@x", "channel_type": 2, "uids": ["n"]},
+     "channel_id_special_char", None),
+    ("POST", "/channel/subscriber_add", {"channel_id": 123, "channel_type": 2,
+                                         "subscribers": ["n"]}, None, "channel_id"),
+    ("POST", "/channel/delete", {"channel_type": 2}, None, "channel_id"),
+    ("POST", "/channel/blacklist_set", {"channel_id": "G", "channel_type": 256, "uids": ["n"]},
+     "channel_type_invalid", None),
+    ("POST", "/channel/info", {"channel_id": "G", "channel_type": None}, None, "channel_type"),
+    ("POST", "/channel/whitelist_set", {"channel_id": "G", "channel_type": 2,
+                                        "uids": ["n", "u\x00x"]}, "uid_invalid", "uids"),
+    ("POST", "/channel", {"channel_id": "G", "channel_type": 2, "subscribers": "n"},
+     None, "subscribers"),
+    ("POST", "/channel/blacklist_add", {"channel_id": "G", "channel_type": 2,
+                                        "uids": [f"n{i}" for i in range(MAX_UIDS + 1)]},
+     "too_many_uids", "uids"),
+    ("POST", "/channel", {"channel_id": "G", "channel_type": 2, "subscribers": ["n"],
+                          "disband": "1"}, "flag_invalid", "disband"),
+    ("GET", "/channel/whitelist", {"channel_id": "G", "channel_type": "two"}, None,
+     "channel_type"),
+]
+
+
+@pytest.fixture(scope="module")
+def http_api(shared_server: ServerProcess) -> Iterator[httpx.Client]:
+    """The real ``roster serve`` of the session (the other tests here use the in-process app)."""
+    with client_for(shared_server.url, TOKEN) as c:
+        yield c
+
+
+@pytest.mark.parametrize(("method", "path", "body", "code", "names"), HTTP_SAMPLE,
+                         ids=[f"{c[1]}-{c[3] or c[4]}" for c in HTTP_SAMPLE])
+def test_sample_over_real_http(http_api: httpx.Client, method: str, path: str,
+                               body: dict[str, Any], code: str | None,
+                               names: str | None) -> None:
+    g = _make_group(http_api)
+    body = {k: v.replace("G", g.gid, 1) if k == "channel_id" and isinstance(v, str) else v
+            for k, v in body.items()}
+    r = http_api.get(path, params=body) if method == "GET" else http_api.post(path, json=body)
+    assert_error(r, 400, code, names=names)
+    unchanged(http_api, g)
