@@ -47,7 +47,9 @@ from typing import Any, Protocol
 try:
     import hiredis
 except ImportError:  # optional: pip install -e '.[bench]'
-    hiredis = None
+    HAVE_HIREDIS = False
+else:
+    HAVE_HIREDIS = True
 
 from server.resp_wire import INLINE_MAX, ProtocolError, RequestParser, split_inline
 
@@ -226,7 +228,7 @@ def _build_cases() -> None:
 
 
 PARSERS: dict[str, Callable[[], Parser]] = {"hand": RequestParser}
-if hiredis is not None:
+if HAVE_HIREDIS:
     PARSERS |= {"hiredis-raw": HiredisRaw, "hiredis-scan": HiredisScan}
 
 
@@ -291,13 +293,13 @@ def main(argv: list[str]) -> int:
     opts = ap.parse_args(argv)
     seconds = 0.2 if opts.quick else 1.0
     _build_cases()
-    if hiredis is not None:
+    if HAVE_HIREDIS:
         _check_wrappers()
     for name, (chunks, _n) in CASES.items():
         expected = _run(RequestParser, chunks)
         for pname, factory in PARSERS.items():
             assert _run(factory, chunks) == expected, (name, pname)
-    version = hiredis.__version__ if hiredis is not None else "not installed"
+    version = hiredis.__version__ if HAVE_HIREDIS else "not installed"
     print(f"hiredis {version}, Python {sys.version.split()[0]}")
     print("us per command (best of 5; lower is better)")
     header = f"{'case':<14}" + "".join(f"{p:>14}" for p in PARSERS)
