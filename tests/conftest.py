@@ -1,28 +1,33 @@
 from __future__ import annotations
 
+import os
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from hypothesis import settings
 
 from tests.server_process import ServerProcess
 
 TOKEN = "test-manager-token"
 
+# CI replays the same examples on every run (a red run can be re-run as it was); locally every
+# run explores new ones. A failing example prints its reproduction either way.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("dev")
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
-@pytest.fixture(scope="session")
-def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One real `roster serve` for the route tests (each test uses its own channel ids)."""
-    data = tmp_path_factory.mktemp("shared") / "data"
-    with ServerProcess(data, "--token", TOKEN, "--fsync", "always") as proc:
-        yield proc
+#: the environment variable that fixes :func:`run_seed` (a failure message prints the seed used)
+SEED_ENV = "ROSTER_TEST_SEED"
+_CI_SEED = 14
 
 
-@pytest.fixture
-def client(shared_server: ServerProcess) -> Iterator[httpx.Client]:
-    with shared_server.client(TOKEN) as c:
-        yield c
+def run_seed() -> int:
+    """A randomised test's seed: ``$ROSTER_TEST_SEED`` if set, fixed in CI, random otherwise."""
+    if value := os.environ.get(SEED_ENV):
+        return int(value)
+    return _CI_SEED if os.environ.get("CI") else random.randrange(1 << 30)
 
 
 @pytest.fixture

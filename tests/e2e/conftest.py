@@ -1,9 +1,9 @@
 """Fixtures of the end-to-end suite.
 
-``shared_server`` overrides the one of ``tests/conftest.py`` with the same server (manager token,
-``--fsync always``) that also releases the child's stdout pipe when it stops; ``api`` is one
-guarded client for the whole session instead of a new ``httpx.Client`` per test (each costs ~50 ms
-of TLS set-up, which for ~1 500 tests would be most of the suite's runtime).
+``shared_server`` is one real server (manager token, ``--fsync always``) for the whole session,
+whose child's stdout pipe is released when it stops; ``api`` is one guarded client for the whole
+session instead of a new ``httpx.Client`` per test (a connection and a client set-up per test
+would be most of the suite's runtime).
 """
 
 from __future__ import annotations
@@ -35,6 +35,13 @@ def session_api(shared_server: ServerProcess) -> Iterator[httpx.Client]:
 def api(session_api: httpx.Client) -> httpx.Client:
     """The manager-token client of the shared server; any 5xx answer fails the test."""
     return session_api
+
+
+@pytest.fixture
+def client(shared_server: ServerProcess) -> Iterator[httpx.Client]:
+    """A client of its own on the shared server (for tests that read its counters)."""
+    with shared_server.client(TOKEN) as c:
+        yield c
 
 
 @pytest.fixture
