@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,30 +86,47 @@ async def test_records_submitted_during_a_flush_form_the_next_batch(tmp_path: Pa
         await log.wait_durable(first)
 
 
+async def _until(condition: Callable[[], bool]) -> None:
+    """Let the flusher's worker thread finish while virtual time stands still (the mock clock
+    only moves when the test jumps it). Bounded: a log that never gets there fails the test."""
+    for _ in range(200_000):
+        if condition():
+            return
+        await trio.lowlevel.checkpoint()
+    pytest.fail("the log did not get there")
+
+
 async def test_interval_fsyncs_at_most_every_interval(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    tmp_path: Path, mock_clock: trio.testing.MockClock
 ) -> None:
+    # A hand-moved clock: it never moves while a fsync thread runs, so each interval fsync
+    # happens at a virtual time this test can name exactly.
     async with running(tmp_path, fsync="interval", fsync_interval_s=1.0) as log:
-        start = trio.current_time()
         await log.wait_durable(log.submit("a"))  # acknowledged once written
         assert (log.written_lsn, log.durable_lsn, log.fsync_count) == (1, 0, 0)
-        await trio.sleep(0.5)
-        assert log.durable_lsn == 0
-        # Poll rather than fail_after: the autojump clock also jumps while the fsync thread
-        # runs, so a virtual deadline would measure nothing.
-        for _ in range(100_000):
-            if log.durable_lsn == 1:
-                break
-            await trio.sleep(0.01)
-        assert trio.current_time() - start >= 1.0
+        mock_clock.jump(0.5)
+        await trio.testing.wait_all_tasks_blocked()
+        assert (log.durable_lsn, log.fsync_count) == (0, 0)  # not yet: the interval runs to 1.0
+        mock_clock.jump(0.5)
+        await _until(lambda: log.durable_lsn == 1)
         assert log.fsync_count == 1
-        await trio.sleep(10)
+        mock_clock.jump(10)
+        await trio.testing.wait_all_tasks_blocked()
         assert log.fsync_count == 1  # idle: nothing to sync
-        # Under steady load the fsync still happens, about once per interval.
+        # Under steady load (a record every 0.25 s for 10 s) the fsync happens once per
+        # interval: after the first write at least 1.0 s past the previous fsync (at 1.0).
+        last_sync, expected = 1.0, 1
         for i in range(40):
             await log.wait_durable(log.submit(i))
-            await trio.sleep(0.1)
-        assert 3 <= log.fsync_count <= 6
+            if trio.current_time() >= last_sync + 1.0:
+                # Due: the fsync runs before this write (the interval ran out while the last
+                # write was unsynced) or right after it (the log was idle and synced).
+                expected += 1
+                await _until(lambda n=expected: log.fsync_count == n)
+                last_sync = trio.current_time()
+            assert log.fsync_count == expected
+            mock_clock.jump(0.25)
+        assert expected == 11  # at 1.0, then 11.0, 12.0, ... 20.0
 
 
 async def test_none_policy_never_fsyncs_until_close(
