@@ -4,23 +4,24 @@ state must be a replay of a prefix of what the writers sent (bench/killloop.py e
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 from bench.killloop import run_loop
+from tests.conftest import SEED_ENV, run_seed
 
 CYCLES = 5
 SECONDS = 40.0
 
 
 def test_kill_minus_nine_loop(tmp_path: Path) -> None:
-    seed = random.randrange(1 << 30)
+    seed = run_seed()
     lines: list[str] = []
     result = run_loop(cycles=CYCLES, seconds=SECONDS, writers=4, seed=seed, max_run_s=1.0,
                       data_dir=tmp_path, log=lines.append)
-    report = result.summary(4, seed, 16_384) + "\n" + "\n".join(lines)
+    report = (f"{SEED_ENV}={seed} replays this workload\n" + result.summary(4, seed, 16_384) + "\n"
+              + "\n".join(lines))
     assert result.violation is None, report
-    assert result.lost == 0
+    assert result.lost == 0, report
     assert 1 <= result.cycles <= CYCLES
     assert result.acked > 0, report
     print(report)
