@@ -82,7 +82,7 @@ class _LiveCollector(Collector):
         yield gauge("roster_online_users", "users with at least one online device",
                     presence.online_users())
         yield gauge("roster_subscriptions", "status subscriptions held (expired ones until purged)",
-                    presence.records)
+                    presence.subscription_count)
         hub = r.events
         yield counter("roster_events_published", "presence events published", hub.published)
         yield gauge("roster_event_streams", "open /events streams", hub.streams_open)

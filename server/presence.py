@@ -48,7 +48,7 @@ DEVICE_FLAGS: Final = (0, 1, 2)  # app, web, pc
 CHUNK_KINDS: Final = frozenset({"subscriptions", "presence"})
 
 SubKey = tuple[str, int]  # (the other uid, sub_type)
-Record = tuple[int, int]  # (subscribed_at_ms, expires_at_ms)
+Span = tuple[int, int]  # one subscription: (subscribed_at_ms, expires_at_ms)
 
 _intern = sys.intern
 
@@ -91,13 +91,13 @@ class Presence:
     """Subscriptions and online devices. Change them only through the ops in :meth:`ops`."""
 
     def __init__(self) -> None:
-        self.following: dict[str, dict[SubKey, Record]] = {}
-        self.followers: dict[str, dict[SubKey, Record]] = {}
+        self.following: dict[str, dict[SubKey, Span]] = {}
+        self.followers: dict[str, dict[SubKey, Span]] = {}
         self.devices: dict[str, dict[int, int]] = {}
-        #: subscription records held, live or expired-not-yet-purged (O(1) for /metrics)
-        self.records = 0
+        #: subscriptions held, live or expired-not-yet-purged (O(1) for /metrics)
+        self.subscription_count = 0
         #: (expires_at, subscriber, target, sub_type); may hold stale entries (renewed or
-        #: removed records), skipped when popped and dropped by an occasional rebuild
+        #: removed subscriptions), skipped when popped and dropped by an occasional rebuild
         self._expiry: list[tuple[int, str, str, int]] = []
         #: see "Notes" in the module docstring
         self.notes: list[StatusNote] | None = None
@@ -124,29 +124,29 @@ class Presence:
     # -- reading: subscriptions --------------------------------------------------------------
 
     def subscription(self, subscriber: str, target: str, sub_type: int,
-                     now_ms: int) -> Record | None:
+                     now_ms: int) -> Span | None:
         """The live subscription, or None (absent or expired)."""
         rec = self.following.get(subscriber, {}).get((target, sub_type))
         return rec if rec is not None and rec[1] > now_ms else None
 
     def holds(self, subscriber: str, target: str, sub_type: int) -> bool:
-        """True if a record exists, live or expired-not-yet-purged."""
+        """True if the subscription exists, live or expired-not-yet-purged."""
         return (target, sub_type) in self.following.get(subscriber, {})
 
     def subscriptions_of(self, subscriber: str, sub_type: int,
-                         now_ms: int) -> list[tuple[str, Record]]:
-        """Live subscriptions of ``subscriber``: ``[(target, record)]`` sorted by target."""
+                         now_ms: int) -> list[tuple[str, Span]]:
+        """Live subscriptions of ``subscriber``: ``[(target, span)]`` sorted by target."""
         return _live(self.following.get(subscriber), sub_type, now_ms)
 
     def followers_of(self, target: str, sub_type: int,
-                     now_ms: int) -> list[tuple[str, Record]]:
-        """Live subscribers of ``target``: ``[(subscriber, record)]`` sorted by subscriber."""
+                     now_ms: int) -> list[tuple[str, Span]]:
+        """Live subscribers of ``target``: ``[(subscriber, span)]`` sorted by subscriber."""
         return _live(self.followers.get(target), sub_type, now_ms)
 
     def following_count(self, subscriber: str, sub_type: int, now_ms: int,
                         at_least: int | None = None) -> int:
         """Live subscriptions ``subscriber`` holds. With ``at_least``, an answer below it may be
-        an upper bound (the number of records, live or not): exact once it matters for a limit."""
+        an upper bound (the number held, live or not): exact once it matters for a limit."""
         return _count(self.following.get(subscriber), sub_type, now_ms, at_least)
 
     def follower_count(self, target: str, sub_type: int, now_ms: int,
@@ -155,7 +155,7 @@ class Presence:
         return _count(self.followers.get(target), sub_type, now_ms, at_least)
 
     def expired_subscriptions(self, now_ms: int, limit: int = 1000) -> list[tuple[str, str, int]]:
-        """``(subscriber, target, sub_type)`` of records expired at ``now_ms`` (not yet purged)."""
+        """``(subscriber, target, sub_type)`` of subscriptions expired at ``now_ms``, unpurged."""
         heap = self._expiry
         found: list[tuple[str, str, int]] = []
         keep: list[tuple[int, str, str, int]] = []
@@ -165,7 +165,7 @@ class Presence:
             rec = self.following.get(subscriber, {}).get((target, sub_type))
             if rec is not None and rec[1] == expires_at and (not keep or keep[-1] != entry):
                 found.append((subscriber, target, sub_type))
-                keep.append(entry)  # stays indexed until the ps_expire op removes the record
+                keep.append(entry)  # stays indexed until the ps_expire op removes the subscription
             # else: stale (renewed or removed since) or a duplicate: dropped from the index
         for entry in keep:
             heapq.heappush(heap, entry)
@@ -210,14 +210,14 @@ class Presence:
             key = (target, sub_type)
             old = mine.get(key)
             if old is None:
-                self.records += 1
+                self.subscription_count += 1
             mine[key] = rec
             self.followers.setdefault(target, {})[(subscriber, sub_type)] = rec
             heapq.heappush(self._expiry, (rec[1], subscriber, target, sub_type))
             if notes is not None and sub_type == STATUS and (old is None or old[1] <= now_ms):
                 notes.append(StatusNote(target, target in self.devices, self.device_flags(target),
                                         now_ms, (subscriber,), "subscribe"))
-        if len(self._expiry) > 2 * self.records + 1024:
+        if len(self._expiry) > 2 * self.subscription_count + 1024:
             self._rebuild_expiry()
 
     def _ps_unsub(self, now_ms: int, subscriber: str, sub_type: int,
@@ -236,7 +236,7 @@ class Presence:
         mine = self.following.get(subscriber)
         if mine is None or mine.pop((target, sub_type), None) is None:
             return
-        self.records -= 1
+        self.subscription_count -= 1
         if not mine:
             del self.following[subscriber]
         theirs = self.followers.get(target)
@@ -315,7 +315,7 @@ class Presence:
                 rec = (subscribed_at, expires_at)
                 mine = self.following.setdefault(subscriber, {})
                 if (target, sub_type) not in mine:
-                    self.records += 1
+                    self.subscription_count += 1
                 mine[(target, sub_type)] = rec
                 self.followers.setdefault(target, {})[(subscriber, sub_type)] = rec
                 heapq.heappush(self._expiry, (expires_at, subscriber, target, sub_type))
@@ -333,18 +333,18 @@ class Presence:
         }
 
 
-def _live(index: dict[SubKey, Record] | None, sub_type: int,
-          now_ms: int) -> list[tuple[str, Record]]:
+def _live(index: dict[SubKey, Span] | None, sub_type: int,
+          now_ms: int) -> list[tuple[str, Span]]:
     if not index:
         return []
     return sorted((uid, rec) for (uid, st), rec in index.items()
                   if st == sub_type and rec[1] > now_ms)
 
 
-def _count(index: dict[SubKey, Record] | None, sub_type: int, now_ms: int,
+def _count(index: dict[SubKey, Span] | None, sub_type: int, now_ms: int,
            at_least: int | None) -> int:
     if not index:
         return 0
     if at_least is not None and len(index) < at_least:
-        return len(index)  # even counting expired records it is below the limit
+        return len(index)  # even counting expired ones it is below the limit
     return sum(1 for (_, st), rec in index.items() if st == sub_type and rec[1] > now_ms)

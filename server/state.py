@@ -275,10 +275,6 @@ class State:
         finally:
             presence.notes = None
 
-    def validate_op(self, op: Sequence[Any]) -> bool:
-        """True if ``op`` names a known operation (used when replaying a log from another build)."""
-        return bool(op) and op[0] in self._ops
-
     def _shard_for_write(self, channel_id: str, channel_type: int) -> dict[str, Channel]:
         table = self.tables.get(channel_type)
         if table is None:

@@ -34,7 +34,7 @@ from server.errors import BadRequest, Unavailable
 from server.http import SIGNED_PATHS, Api, json_response
 from server.nonces import NonceFile
 from server.openapi import RouteDoc
-from server.presence import STATUS, Record
+from server.presence import STATUS, Span
 from server.rcsign import (
     RATE_LIMITED,
     AuthError,
@@ -160,8 +160,8 @@ def sub_user_ids(form: Form) -> list[str]:
     return uids
 
 
-def page_of(items: list[tuple[str, Record]], form: Form) -> tuple[list[tuple[str, Record]],
-                                                                   bool, str]:
+def page_of(items: list[tuple[str, Span]], form: Form) -> tuple[list[tuple[str, Span]],
+                                                                 bool, str]:
     """One page of ``items`` (sorted by uid) after ``pageToken``: (page, hasNext, next token)."""
     size = int_field(form, "pageSize", *PAGE_SIZE, default=PAGE_SIZE[1])
     token = form.get("pageToken", "").strip()

@@ -54,7 +54,7 @@ def test_subscription_is_live_until_its_expiry_instant() -> None:
     # other sub types are kept apart
     assert p.subscriptions_of("a", 2, NOW) == []
     # the expired record is still held until purged, and counts toward nothing
-    assert p.holds("a", "b", STATUS) and p.records == 2
+    assert p.holds("a", "b", STATUS) and p.subscription_count == 2
 
 
 def test_resubscribe_overwrites_the_expiry_and_does_not_count_again() -> None:
@@ -62,7 +62,7 @@ def test_resubscribe_overwrites_the_expiry_and_does_not_count_again() -> None:
     apply(s, sub("a", "b"))
     apply(s, sub("a", "b", expiry_ms=10 * MIN), now=NOW + 1000)
     p = s.presence
-    assert p.records == 1
+    assert p.subscription_count == 1
     assert p.following_count("a", STATUS, NOW + 1000) == 1
     assert p.subscription("a", "b", STATUS, NOW + 1000) == (NOW + 1000, NOW + 1000 + 10 * MIN)
     assert p.followers_of("b", STATUS, NOW + MIN + 5000) == [
@@ -84,9 +84,9 @@ def test_unsubscribe_removes_both_indexes_and_ignores_absent_ones() -> None:
     p = s.presence
     assert [t for t, _ in p.subscriptions_of("a", STATUS, NOW)] == ["c"]
     assert [u for u, _ in p.followers_of("b", STATUS, NOW)] == ["x"]
-    assert p.records == 2
+    assert p.subscription_count == 2
     apply(s, ("ps_unsub", "a", STATUS, ["c"]), ("ps_unsub", "x", STATUS, ["b"]))
-    assert p.following == {} and p.followers == {} and p.records == 0
+    assert p.following == {} and p.followers == {} and p.subscription_count == 0
 
 
 def test_expired_subscriptions_are_found_and_purged_by_a_logged_op() -> None:
@@ -100,7 +100,7 @@ def test_expired_subscriptions_are_found_and_purged_by_a_logged_op() -> None:
     apply(s, ("ps_expire", [["a", "b", STATUS]]), now=NOW + MIN)
     assert not p.holds("a", "b", STATUS) and p.holds("a", "c", STATUS)
     assert p.expired_subscriptions(NOW + MIN) == []
-    assert p.records == 1 and "b" not in p.followers
+    assert p.subscription_count == 1 and "b" not in p.followers
 
 
 def test_purge_does_not_remove_a_subscription_that_is_live_at_the_ops_time() -> None:
@@ -125,8 +125,8 @@ def test_expiry_index_stays_bounded_under_many_renewals() -> None:
     for i in range(5000):
         apply(s, sub("a", "b", "c"), now=NOW + i)
     p = s.presence
-    assert p.records == 2
-    assert len(p._expiry) <= 2 * p.records + 1024 + 2
+    assert p.subscription_count == 2
+    assert len(p._expiry) <= 2 * p.subscription_count + 1024 + 2
     assert p.expired_subscriptions(NOW + 4999 + MIN) == [("a", "b", STATUS), ("a", "c", STATUS)]
 
 
@@ -248,7 +248,7 @@ def test_snapshot_roundtrip_keeps_subscriptions_devices_and_channels() -> None:
     apply(s, sub("s0", "t1", expiry_ms=5 * MIN), now=NOW + 7)
     copy = roundtrip(s)
     assert copy.as_plain() == s.as_plain()
-    assert copy.presence.records == s.presence.records == 7 * 3 - 2
+    assert copy.presence.subscription_count == s.presence.subscription_count == 7 * 3 - 2
     assert copy.presence.expired_subscriptions(NOW + MIN) == \
         s.presence.expired_subscriptions(NOW + MIN)
     assert roundtrip(s, rows=2000).as_plain() == s.as_plain()
@@ -341,7 +341,7 @@ def test_presence_ops_are_blind_writes(prefix: list[Any], suffix: list[Any], see
         truth.apply(batch)
         fuzzy.apply(batch)
     assert fuzzy.as_plain() == truth.as_plain()
-    assert fuzzy.presence.records == truth.presence.records
+    assert fuzzy.presence.subscription_count == truth.presence.subscription_count
     later = NOW + 1000
     assert sorted(fuzzy.presence.expired_subscriptions(later)) == \
         sorted(truth.presence.expired_subscriptions(later))
