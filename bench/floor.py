@@ -17,7 +17,6 @@ stop it.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import signal
 import sys
@@ -32,9 +31,9 @@ import trio
 
 from server.config import Settings
 from server.permission import REASON_NAMES, SUCCESS, decide
+from server.restore import load_state
 from server.runner import hypercorn_config
 from server.state import State
-from wal import recover
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -91,21 +90,6 @@ def make_app(state: State) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     return app
 
 
-def load_state(data_dir: Path) -> State:
-    state = State()
-    gc.disable()
-    try:
-        recover(data_dir, load_snapshot_chunk=state.load_chunk,
-                apply_record=lambda lsn, obj: state.apply(obj),  # type: ignore[arg-type]
-                log=lambda m: None)
-    finally:
-        gc.enable()
-    # Leave the state where roster serve's recovery leaves it: in the oldest GC generation,
-    # collector on, nothing frozen; only the load itself ran without the collector (faster).
-    gc.collect()
-    return state
-
-
 async def serve(state: State, port: int) -> None:
     config = hypercorn_config(Settings(port=port))
     stop = trio.Event()
@@ -131,7 +115,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    state = load_state(args.data_dir)
+    # loaded, collector state and all, as roster serve loads it: the ratio compares like with like
+    state, _ = load_state(args.data_dir)
     trio.run(serve, state, args.port)
     return 0
 

@@ -46,8 +46,8 @@ from typing import Any
 
 import httpx
 
+from server.restore import load_state
 from server.state import State
-from wal import recover
 
 CHANNEL_TYPE = 2
 SHARED = ("kl_s0", "kl_s1", "kl_s2")
@@ -387,12 +387,9 @@ class Workload:
         with tempfile.TemporaryDirectory(prefix="killloop-copy-") as tmp:
             copy = Path(tmp) / "data"
             shutil.copytree(data_dir, copy)
-            state = State()
             messages: list[str] = []
             started = time.perf_counter()
-            report = recover(copy, mode="strict", load_snapshot_chunk=state.load_chunk,
-                             apply_record=lambda lsn, batch: state.apply(batch),  # type: ignore[arg-type]
-                             log=messages.append)
+            state, report = load_state(copy, freeze=False, log=messages.append)
             elapsed = time.perf_counter() - started
         settled = Settled(report.last_lsn, 0, report.snapshot_lsn, recovery_s=elapsed,
                           messages=messages,

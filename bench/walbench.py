@@ -41,6 +41,7 @@ import trio.lowlevel
 
 from bench.common import Record, Stopwatch, log, new_record, percentile, table
 from bench.gen import Shape, generate, memberships
+from server.restore import replayer
 from server.state import GROUP, State
 from wal import FsyncPolicy, RecoveryProgress, WriteAheadLog, pack, recover
 from wal.codec import unpack
@@ -117,8 +118,7 @@ def _replay(data_dir: Path, apply: bool, gc_off: bool = False, progress: bool = 
         gc.disable()
     ticks: list[RecoveryProgress] = []
 
-    def apply_record(lsn: int, obj: object) -> None:
-        state.apply(obj)  # type: ignore[arg-type]
+    apply_record = replayer(state)
 
     def ignore(lsn: int, obj: object) -> None:
         pass
@@ -303,7 +303,7 @@ def _restart(data_dir: Path, gc_off: bool) -> dict[str, float]:
     try:
         with Stopwatch() as sw:
             report = recover(data_dir, load_snapshot_chunk=state.load_chunk,
-                             apply_record=lambda lsn, obj: state.apply(obj),  # type: ignore[arg-type]
+                             apply_record=replayer(state),
                              log=lambda m: None)
     finally:
         if was:

@@ -19,7 +19,6 @@ the CLI prints one line instead of a group's traceback.
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import signal
@@ -36,11 +35,12 @@ from server.app import create_app
 from server.config import Settings
 from server.edge import EdgeLimits, raise_nofile_limit, serve_http
 from server.resp import RespServer
+from server.restore import load_state
 from server.service import Roster
 from server.startup import ListenError, sole_error, split_bind, unusable
 from server.state import State
 from server.version import version
-from wal import DataDirLock, LogFailedError, RecoveryProgress, WriteAheadLog, recover
+from wal import DataDirLock, LogFailedError, RecoveryProgress, WriteAheadLog
 
 if TYPE_CHECKING:
     from server.cluster.service import ClusterRoster
@@ -88,8 +88,7 @@ class RecoveryLog:
     it; ``/health`` answers once the server serves.
     """
 
-    def __init__(self, state: State, every_s: float = 1.0) -> None:
-        self.state = state
+    def __init__(self, every_s: float = 1.0) -> None:
         self.every_s = every_s
         self.started = time.monotonic()
         self._next = self.started + every_s
@@ -104,13 +103,13 @@ class RecoveryLog:
         self._next = now + self.every_s
         return now - self.started
 
-    def snapshot_chunk(self, chunk: object) -> None:
+    def snapshot_chunk(self, state: State, chunk: object) -> None:
         self._replay_from = time.monotonic()
         if isinstance(chunk, dict) and chunk.get("kind") == "meta":
             self.channels_total = int(chunk.get("channels") or 0)
         elapsed = self._due()
         if elapsed is not None:
-            loaded = self.state.counts()["channels"]
+            loaded = state.counts()["channels"]
             share = f" ({100 * loaded / self.channels_total:.0f} %)" if self.channels_total else ""
             log.info("recovering: snapshot, %d of %d channels loaded%s, %.1f s", loaded,
                      self.channels_total, share, elapsed)
@@ -126,36 +125,9 @@ class RecoveryLog:
 
 def recover_state(settings: Settings) -> tuple[State, int]:
     """Rebuild the state from the newest valid snapshot and the log; return it and the last LSN."""
-    state = State(settings.system_uids)
-    progress = RecoveryLog(state)
-
-    def load_chunk(chunk: object) -> None:
-        state.load_chunk(chunk)
-        progress.snapshot_chunk(chunk)
-
-    def apply_record(lsn: int, batch: object) -> None:
-        state.apply(batch)  # type: ignore[arg-type]
-
-    def apply_stream_record(lsn: int, batches: object) -> None:
-        for batch in batches:  # type: ignore[attr-defined]
-            state.apply(batch)
-
-    # The state is millions of small objects with no reference cycles: the cyclic collector can
-    # free nothing here, but its full passes over them took half of a restart (bench/RESULTS.md).
-    gc.disable()
-    try:
-        report = recover(settings.data_dir, mode=settings.wal_recovery,
-                         load_snapshot_chunk=load_chunk,
-                         # in cluster mode a local record is a stream record: a list of batches
-                         apply_record=apply_stream_record if settings.cluster else apply_record,
-                         log=log.warning, progress=progress.log_replay)
-    finally:
-        gc.enable()
-    # Recovered state is long-lived: move it out of the collector's sight, so later full
-    # collections (e.g. during a snapshot) do not walk it and stall the event loop.
-    gc.freeze()
-    if settings.system_uids:
-        state.system_uids.update(settings.system_uids)
+    state, report = load_state(settings.data_dir, mode=settings.wal_recovery,
+                               system_uids=settings.system_uids, stream=bool(settings.cluster),
+                               log=log.warning, watcher=RecoveryLog())
     log.info(
         "recovered lsn %d (snapshot %d + %d records from %d segments) in %.3f s",
         report.last_lsn, report.snapshot_lsn, report.records_replayed, report.segments,

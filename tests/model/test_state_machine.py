@@ -33,8 +33,9 @@ from hypothesis.stateful import (
     rule,
 )
 
+from server.restore import load_state
 from server.state import FLAG_NAMES, TEMP, State
-from wal import RecoveryReport, WriteAheadLog, list_segments, list_snapshots, pack, recover
+from wal import RecoveryReport, WriteAheadLog, list_segments, list_snapshots, pack
 from wal.framing import RT_OPS, encode_record
 
 T = TypeVar("T")
@@ -210,11 +211,8 @@ class RosterMachine(RuleBasedStateMachine):
         self.wal = LogThread(self.data, report.last_lsn + 1)
 
     def _recover(self) -> tuple[State, RecoveryReport]:
-        state = State()
-        report = recover(self.data, mode="strict", load_snapshot_chunk=state.load_chunk,
-                         apply_record=lambda lsn, batch: state.apply(batch),  # type: ignore[arg-type]
-                         log=lambda _: None)
-        return state, report
+        # many recoveries in one process: leave them to the collector
+        return load_state(self.data, freeze=False)
 
     def _stamp(self, dt: int, ops: list[tuple[Any, ...]]) -> tuple[int, list[tuple[Any, ...]]]:
         self.now += dt
