@@ -1,6 +1,7 @@
-"""The quart-trio application, assembled: error handlers, the token rule, the route families,
-the ASGI fast path and the metrics middleware. It defines no route and no helper of its own;
-routes import what they share from ``server/http.py``, never from here.
+"""The quart-trio application, assembled: error handlers, the token rule, the route families and
+the ASGI layers around them (metrics outermost, then the ``X-Min-LSN`` wait, then the permission
+fast path). It defines no route; routes import what they share from ``server/http.py``, never
+from here.
 
 Routes live in ``server/routes/`` by family, each a thin adapter over ``server/commands.py``:
 

@@ -68,7 +68,8 @@ class Settings:
     segment_bytes: int = 64 * 1024 * 1024
     wal_recovery: RecoveryMode = "strict"
     system_uids: tuple[str, ...] = ()
-    #: how often expired temporary channels are purged (the purge is logged)
+    #: how often expired temporary channels and status subscriptions are purged (each purge is
+    #: a logged op)
     purge_interval_s: float = 10.0
     access_log: bool = False
     log_level: str = "INFO"
@@ -274,7 +275,8 @@ OPTIONS: tuple[Option, ...] = (
            "strict: refuse to start on a corrupt log; truncate: drop from the first damaged "
            "record on (a copy is kept)"),
     Option("system_uids", _uids, "initial system accounts (comma-separated)", metavar="UIDS"),
-    Option("purge_interval_s", _float_pos, "seconds between purges of expired temp channels"),
+    Option("purge_interval_s", _float_pos,
+           "seconds between purges of expired temp channels and subscriptions"),
     Option("access_log", _bool, "log every request (a flag without a value; "
            "ROSTER_ACCESS_LOG and the file take true or false)"),
     Option("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "log level"),

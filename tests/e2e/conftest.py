@@ -1,9 +1,8 @@
 """Fixtures of the end-to-end suite.
 
-``shared_server`` is one real server (manager token, ``--fsync always``) for the whole session,
-whose child's stdout pipe is released when it stops; ``api`` is one guarded client for the whole
-session instead of a new ``httpx.Client`` per test (a connection and a client set-up per test
-would be most of the suite's runtime).
+``shared_server`` is one real server (manager token, ``--fsync always``) for the whole session;
+``api`` is one guarded client for the whole session instead of a new ``httpx.Client`` per test (a
+connection and a client set-up per test would be most of the suite's runtime).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Shared helpers of the end-to-end suite: they speak HTTP to a real ``roster serve`` only.
+"""Shared helpers of the end-to-end suite: they speak HTTP through an ``httpx.Client``, to a real
+``roster serve`` (``running``, ``serving``) or to the in-process app (``tests/app/threaded.py``).
 
 Nothing here imports ``server``: the suite checks the HTTP contract from outside, so the
 reason names and error shapes are written down again here on purpose.
@@ -77,18 +78,6 @@ def client_for(url: str, token: str | None = None, *, keep_alive: bool = True,
     return guard(httpx.Client(base_url=url, headers=headers, timeout=timeout, verify=False))
 
 
-def release(proc: ServerProcess) -> None:
-    """Close the child's stdout pipe once it has exited.
-
-    ``ServerProcess`` never closes it, and a ``Popen`` collected with an open pipe raises a
-    ResourceWarning, which ``filterwarnings=error`` turns into a failure of whatever test is
-    running at that moment.
-    """
-    if proc.proc is not None and proc.proc.poll() is not None and proc.proc.stdout is not None:
-        proc.wait()  # joins the reader thread, so nothing reads the pipe any more
-        proc.proc.stdout.close()
-
-
 @contextmanager
 def running(data_dir: Path, *args: str, token: str | None = TOKEN) -> Iterator[ServerProcess]:
     """A fresh server of its own on ``data_dir``; stopped with SIGTERM unless already gone."""
@@ -101,8 +90,7 @@ def running(data_dir: Path, *args: str, token: str | None = TOKEN) -> Iterator[S
             if proc.proc is not None and proc.proc.poll() is None:
                 proc.stop()
         finally:
-            proc.kill()
-            release(proc)
+            proc.kill()  # reaps the child and closes its stdout pipe (no ResourceWarning)
 
 
 @contextmanager
