@@ -27,13 +27,14 @@ A refusal (2-6) prints exactly one line to stderr: ``roster: refusing to start: 
 from __future__ import annotations
 
 import argparse
-import importlib
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from server import client, config
 from server.version import version
+from wal import cli as wal_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,14 +78,32 @@ def _serve(args: argparse.Namespace) -> int:
         return int(code)
 
 
+def _wal_data_dir(data_dir: str | None, config_file: Path | None) -> Path:
+    """The data dir ``roster serve`` would use with these flags (the ``roster wal`` tools')."""
+    flags = {} if data_dir is None else {"data_dir": data_dir}
+    try:
+        return config.load(flags, config_file=config_file).data_dir
+    except config.ConfigError as exc:
+        raise wal_cli.InvalidConfiguration(str(exc)) from None
+
+
+def _bench(rest: list[str]) -> int:
+    # Imported here, not at the top: `roster serve` never loads the benchmarks.
+    try:
+        from bench import cli as bench_cli
+    except ImportError as exc:
+        print(f"roster bench: the benchmarks are not installed ({exc})", file=sys.stderr)
+        return 2
+    return bench_cli.main(rest, prog="roster bench")
+
+
 def _delegate(command: str, rest: list[str]) -> int:
-    """``roster wal`` is ``server/wal_cli.py``; ``roster bench`` is ``bench/cli.py``."""
+    """``roster wal`` is ``wal/cli.py``; ``roster bench`` is ``bench/cli.py``."""
     if command == "wal":
-        wal_cli = importlib.import_module("server.wal_cli")
         parser = argparse.ArgumentParser(prog="roster")
         wal_cli.add_parser(parser.add_subparsers(dest="command", required=True))
-        return int(wal_cli.run(parser.parse_args([command, *rest])))
-    return int(importlib.import_module("bench.cli").main(rest, prog="roster bench"))
+        return wal_cli.run(parser.parse_args([command, *rest]), _wal_data_dir)
+    return _bench(rest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def wal_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "server.wal_cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "server", "wal", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=60, check=False)
 
 

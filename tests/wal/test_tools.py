@@ -1,4 +1,4 @@
-"""``roster wal inspect | verify | repair`` (wal/tools.py, server/wal_cli.py) on hand-damaged logs.
+"""``roster wal inspect | verify | repair`` (wal/tools.py, wal/cli.py) on hand-damaged logs.
 
 The tools must agree with recovery: the property test at the end holds inspect's verdict to what
 a strict recover() does on the same randomly damaged log.
@@ -20,10 +20,10 @@ import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 
-from server import wal_cli
 from tests.wal.helpers import Built, obj, patch, run_recover, write_segment
 from tests.wal.test_recovery_property import build, damage, damaged_logs
 from wal import CorruptLogError, DataDirLock, list_snapshots, pack, write_snapshot
+from wal import cli as wal_cli
 from wal.framing import RT_SNAP_CHUNK, RT_SNAP_TRAILER, SNAPSHOT_MAGIC, encode_header, encode_record
 from wal.layout import snapshot_path
 from wal.tools import (
@@ -54,8 +54,15 @@ def two_segments(data: Path) -> tuple[Built, Built]:
     return first, second
 
 
+def flag_only(data_dir: str | None, config_file: Path | None) -> Path:
+    """The data dir resolution these tests need: --data-dir given (the server's is tested in
+    tests/unit/test_cli.py)."""
+    assert data_dir is not None and config_file is None
+    return Path(data_dir)
+
+
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    code = wal_cli.main(list(args))
+    code = wal_cli.main(list(args), flag_only)
     out = capsys.readouterr()
     return code, out.out + out.err
 
@@ -263,7 +270,7 @@ def test_repair_refuses_while_the_lock_is_held(tmp_path: Path,
 
 def test_module_entry_point(tmp_path: Path) -> None:
     write_segment(tmp_path, 1, [obj(1)])
-    proc = subprocess.run([sys.executable, "-m", "server.wal_cli", "verify", "--data-dir",
+    proc = subprocess.run([sys.executable, "-m", "server", "wal", "verify", "--data-dir",
                            str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60,
                           check=False)
     assert proc.returncode == 0 and proc.stdout.startswith("ok: "), proc.stderr
@@ -277,7 +284,7 @@ def test_add_parser_wires_into_a_roster_style_parser(tmp_path: Path) -> None:
     wal_cli.add_parser(sub)
     args = parser.parse_args(["wal", "verify", "--data-dir", str(tmp_path)])
     assert args.command == "wal" and args.log_level == "WARNING"
-    assert wal_cli.run(args) == 0
+    assert wal_cli.run(args, flag_only) == 0
 
 
 # -- agreement with recovery ---------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """``roster wal inspect | verify | repair``: the write-ahead log tools (logic in ``wal/tools.py``).
 
-``roster wal ...`` runs this (server/cli.py); ``python -m server.wal_cli ...`` is the same.
-
-The data directory comes from the same configuration as ``roster serve``'s: ``--data-dir`` >
-``ROSTER_DATA_DIR`` > ``data_dir`` in the ``--config`` file > ``./data``; so the tools look at
-the directory the server uses, set up however it was.
+``roster wal ...`` runs this (server/cli.py). The data directory comes from the same configuration
+as ``roster serve``'s (``--data-dir`` > ``ROSTER_DATA_DIR`` > ``data_dir`` in the ``--config`` file
+> ``./data``), so the tools look at the directory the server uses, set up however it was. That
+configuration is the server's, so the caller passes the function that resolves it
+(:data:`DataDirOf`); this package stays free of ``server`` imports.
 
 Exit codes: 0 clean / repaired; 1 a start would be refused (corruption), or repair refused (needs
 ``--drop-after-corruption``, or a server holds the data directory); 2 bad usage or not a data
@@ -15,12 +15,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from server import config
 from wal import LockedError, tools
+
+
+class InvalidConfiguration(Exception):
+    """The configuration the data directory is taken from is invalid; the message says why."""
+
+
+#: ``(--data-dir or None, --config or None) -> the data directory``; raises
+#: :class:`InvalidConfiguration`
+DataDirOf = Callable[[str | None, Path | None], Path]
 
 _DATA_DIR_HELP = ("the server's data directory [env ROSTER_DATA_DIR; the --config file's "
                   "data_dir; default ./data]")
@@ -72,12 +80,11 @@ def _emit(text: str, stream: Any = None) -> None:
     print(text, file=stream or sys.stdout, flush=True)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, data_dir_of: DataDirOf) -> int:
     """Run the ``wal`` sub-command in ``args``; return the process exit code."""
-    flags = {"data_dir": args.data_dir} if hasattr(args, "data_dir") else {}
     try:
-        data_dir = config.load(flags, config_file=getattr(args, "config", None)).data_dir
-    except config.ConfigError as exc:
+        data_dir = data_dir_of(getattr(args, "data_dir", None), getattr(args, "config", None))
+    except InvalidConfiguration as exc:
         _emit(f"roster wal: invalid configuration: {exc}", sys.stderr)
         return tools.EXIT_NOT_A_DATA_DIR  # 2, as for any other usage error
     try:
@@ -105,13 +112,9 @@ def run(args: argparse.Namespace) -> int:
     return 2
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m server.wal_cli COMMAND ...`` (what ``roster wal COMMAND ...`` will run)."""
+def main(argv: Sequence[str] | None, data_dir_of: DataDirOf) -> int:
+    """``roster wal COMMAND ...`` with ``argv`` the words after ``wal``."""
     parser = argparse.ArgumentParser(prog="roster wal", description=__doc__.split("\n\n")[0]
                                      if __doc__ else None)
     _add_commands(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return run(parser.parse_args(argv), data_dir_of)
