@@ -76,18 +76,6 @@ def test_each_flag_round_trips(api: httpx.Client, gid: str, path: str, flag: str
     assert {f: data[f] for f in FLAGS} == dict.fromkeys(FLAGS, 0)
 
 
-def test_update_moves_updated_at_not_created_at(api: httpx.Client, gid: str) -> None:
-    ok(api, "/channel", {"channel_id": gid, "channel_type": 2})
-    first = info(api, gid, 2)
-    assert first is not None
-    time.sleep(0.01)
-    ok(api, "/channel/info", {"channel_id": gid, "channel_type": 2, "large": 1})
-    second = info(api, gid, 2)
-    assert second is not None
-    assert second["created_at"] == first["created_at"]
-    assert second["updated_at"] > first["updated_at"]
-
-
 def test_post_channel_adds_subscribers_without_reset(api: httpx.Client, gid: str) -> None:
     ok(api, "/channel", {"channel_id": gid, "channel_type": 2, "subscribers": ["b", "a"]})
     ok(api, "/channel", {"channel_id": gid, "channel_type": 2, "subscribers": ["c", "a"]})
