@@ -7,6 +7,7 @@ reason names and error shapes are written down again here on purpose.
 
 from __future__ import annotations
 
+import select
 import socket
 import uuid
 from collections.abc import Iterator
@@ -232,6 +233,11 @@ class RawConnection:
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
+
+    def wait_readable(self, timeout: float) -> bool:
+        """True once the peer has sent something (or closed), False after ``timeout`` s."""
+        readable, _, _ = select.select([self.sock], [], [], timeout)
+        return bool(readable)
 
     def request_head(self, method: str, path: str, headers: dict[str, str]) -> bytes:
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}",
