@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import TOKEN
-from tests.e2e.helpers import client_for, new_id, release
+from tests.e2e.helpers import client_for, new_id
 from tests.server_process import ServerProcess, wait_until
 
 KEY, SECRET = "edge-app-key", "edge-app-secret"
@@ -55,8 +55,7 @@ def started(proc: ServerProcess) -> Iterator[ServerProcess]:
             if proc.proc is not None and proc.proc.poll() is None:
                 assert proc.stop() == 0, proc.text()[-3000:]
         finally:
-            proc.kill()
-            release(proc)
+            proc.kill()  # reaps the child and closes its stdout pipe
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from pathlib import Path
 import redis
 
 from tests.conftest import TOKEN
-from tests.e2e.helpers import release
 from tests.resp.conftest import connect
 from tests.server_process import ServerProcess, wait_until
 from wal import list_segments
@@ -54,8 +53,7 @@ def started(proc: ServerProcess) -> Iterator[ServerProcess]:
             if proc.proc is not None and proc.proc.poll() is None:
                 assert proc.stop() == 0, proc.text()[-3000:]
         finally:
-            proc.kill()
-            release(proc)
+            proc.kill()  # reaps the child and closes its stdout pipe
 
 
 def addr(proc: ServerProcess) -> tuple[str, int]:
