@@ -72,11 +72,12 @@ class ServerProcess:
         headers = {"token": token} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
 
-    def kill(self) -> None:
-        """SIGKILL: no flush, no goodbye — what a power cut or OOM kill looks like to the log."""
+    def kill(self) -> int:
+        """SIGKILL: no flush, no goodbye — what a power cut or OOM kill looks like to the log.
+        Returns the exit code (``-SIGKILL`` unless the server had already exited)."""
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
-        self.wait()
+        return self.wait()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         assert self.proc is not None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.killloop import Settled, Workload
+from tests.crash.oracle import Settled, Workload
 from tests.server_process import ServerProcess
 from wal.failpoints import ENV_VAR
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.killloop import SHARED, Observed, Settled, Violation, Workload
+from tests.crash.oracle import SHARED, Observed, Settled, Violation, Workload
 
 
 def acked(workload: Workload, count: int) -> None:

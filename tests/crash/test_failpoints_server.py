@@ -1,7 +1,7 @@
 """A real ``roster serve`` run into each named failpoint (``ROSTER_FAILPOINTS``) through HTTP
 writes and ``POST /admin/snapshot``: the process must die with 77 there, and a restart without
 the failpoint must hold every acknowledged write, with the state a replay of a prefix of what the
-writers sent (bench/killloop.py, ``Workload``)."""
+writers sent (tests/crash/oracle.py, ``Workload``)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.killloop import Workload
 from tests.crash.helpers import DIE_TIMEOUT_S, post, recovered_and_checked, server
+from tests.crash.oracle import Workload
 from wal import list_segments, list_snapshots
 from wal.failpoints import EXIT_CODE
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.killloop import Workload
 from tests.crash.helpers import DIE_TIMEOUT_S, post, recovered_and_checked, server
+from tests.crash.oracle import Workload
 
 WRITERS = 4
 #: the N-th write / fdatasync call fails. Calls 1 are the first segment's header; setup() then

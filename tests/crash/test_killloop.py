@@ -1,13 +1,13 @@
-"""The kill -9 loop, bounded for CI: at most 5 cycles and 40 s (``python -m bench.killloop``
+"""The kill -9 loop, bounded for CI: at most 5 cycles and 40 s (``python -m tests.crash.killloop``
 runs the long version). Every acknowledged write must survive each SIGKILL, and the recovered
-state must be a replay of a prefix of what the writers sent (bench/killloop.py explains why)."""
+state must be a replay of a prefix of what the writers sent (tests/crash/oracle.py explains why)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bench.killloop import run_loop
 from tests.conftest import SEED_ENV, run_seed
+from tests.crash.killloop import run_loop
 
 CYCLES = 5
 SECONDS = 40.0

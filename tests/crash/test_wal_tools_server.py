@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.killloop import Workload
 from tests.crash.helpers import server
+from tests.crash.oracle import Workload
 from tests.server_process import run_cli
 from wal import list_segments
 from wal.framing import HEADER_SIZE, RecordReader
