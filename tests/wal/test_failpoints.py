@@ -80,8 +80,21 @@ def test_crash_at_failpoint_then_recover(
         assert [s.lsn for s in list_snapshots(data)] == [10, 20]
 
 
-def test_unarmed_failpoint_is_a_no_op() -> None:
-    failpoint("no_such_point")
+@pytest.mark.parametrize(("armed", "exits"), [
+    ("", False),  # nothing armed
+    ("after_write_before_fsync", False),  # another point armed
+    ("before_write@2", False),  # this point, for a later hit
+    ("before_write", True),  # the control: an armed hit does end the process
+])
+def test_unarmed_failpoint_is_a_no_op(armed: str, exits: bool) -> None:
+    # in a child: a failpoint that fires ends the process it runs in
+    code = "from wal import failpoint; failpoint('before_write'); print('survived')"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, ENV_VAR: armed}, timeout=60, check=False)
+    if exits:
+        assert (proc.returncode, proc.stdout) == (EXIT_CODE, ""), proc.stderr
+    else:
+        assert (proc.returncode, proc.stdout) == (0, "survived\n"), proc.stderr
 
 
 # -- name@N, parsing, and injected I/O errors ---------------------------------------------------
