@@ -8,7 +8,9 @@ reason names and error shapes are written down again here on purpose.
 from __future__ import annotations
 
 import select
+import signal
 import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import TOKEN
 from tests.server_process import ServerProcess
@@ -92,6 +95,14 @@ def running(data_dir: Path, *args: str, token: str | None = TOKEN) -> Iterator[S
                 proc.stop()
         finally:
             proc.kill()  # reaps the child and closes its stdout pipe (no ResourceWarning)
+
+
+def stop_within(proc: ServerProcess, seconds: float, sig: int = signal.SIGTERM) -> int:
+    """Send ``sig`` and wait at most ``seconds`` for the exit; the exit code, or the test fails."""
+    try:
+        return proc.stop(sig, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running {seconds} s after signal {sig}:\n{proc.text()[-3000:]}")
 
 
 @contextmanager
