@@ -29,10 +29,11 @@ def resp_address(proc: ServerProcess) -> tuple[str, int]:
 
 
 def connect(proc: ServerProcess, *, protocol: int = 2, token: str | None = TOKEN,
-            decode: bool = True) -> redis.Redis:
+            decode: bool = True, timeout: float = 30.0) -> redis.Redis:
+    """A redis-py client; a reply slower than ``timeout`` seconds raises ``redis.TimeoutError``."""
     host, port = resp_address(proc)
     return redis.Redis(host=host, port=port, password=token, protocol=protocol,
-                       decode_responses=decode, socket_timeout=30)
+                       decode_responses=decode, socket_timeout=timeout)
 
 
 def raw_socket(proc: ServerProcess, timeout: float = 10.0) -> socket.socket:

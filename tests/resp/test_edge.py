@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import signal
 import socket
 import threading
 import time
@@ -28,7 +27,7 @@ from redis.retry import Retry
 from server.resp import COMMANDS
 from server.resp_wire import ProtocolError, RequestParser
 from tests.conftest import TOKEN
-from tests.e2e.helpers import client_for, get_list, new_id, running, subscribers
+from tests.e2e.helpers import client_for, get_list, new_id, running, stop_within, subscribers
 from tests.resp.conftest import connect, raw_socket
 from tests.server_process import ServerProcess, run_cli, wait_until
 
@@ -36,6 +35,8 @@ AUTH = f"AUTH {TOKEN}\r\n".encode()
 NOAUTH = b"-NOAUTH Authentication required.\r\n"
 #: how long a reply may take to arrive on loopback before the test fails (a bound, not a timing)
 REPLY_S = 10.0
+#: a prompt answer while other connections flood or idle (generous: loopback answers take ms)
+PROMPT_S = 2.0
 
 
 # -- a tiny RESP reply reader ------------------------------------------------------------------
@@ -498,15 +499,14 @@ def test_client_that_never_reads_does_not_hold_up_others(shared_server: ServerPr
     writer = threading.Thread(target=flood, daemon=True)
     writer.start()
     try:
-        with Raw(resp(shared_server), timeout=5.0) as other:
+        # A prompt answer, generously bounded: the hog gets one chunk at a time, and a PING
+        # that waited behind the flood would hit this connection's timeout.
+        with Raw(resp(shared_server), timeout=PROMPT_S) as other:
             other.send(AUTH)
             assert other.reply() == b"OK"
             while not done.is_set() or pings < 10:
-                t0 = time.monotonic()
                 other.send(b"PING\r\n")
                 assert other.reply() == b"PONG"
-                # A prompt answer, generously bounded: the hog gets one chunk at a time.
-                assert time.monotonic() - t0 < 2.0, "PING waited behind the flood"
                 pings += 1
                 rss_max = max(rss_max, vm_rss_kb(pid))
                 done.wait(0.05)
@@ -542,12 +542,11 @@ def raw_sockets(addr: tuple[str, int], count: int) -> Iterator[list[socket.socke
 
 def test_many_idle_connections_do_not_stop_others(shared_server: ServerProcess) -> None:
     count = 2000
-    with raw_sockets(resp(shared_server), count) as idle, connect(shared_server) as r:
+    with raw_sockets(resp(shared_server), count) as idle, connect(shared_server) as r, \
+            connect(shared_server, timeout=PROMPT_S) as prompt:
         wait_until(lambda: int(r.info("clients")["connected_clients"]) > count,
                    timeout=30, what="the idle connections to be accepted")
-        t0 = time.monotonic()
-        assert r.ping() is True
-        assert time.monotonic() - t0 < 2.0
+        assert prompt.ping() is True  # within PROMPT_S, or redis.TimeoutError
         # the idle ones are served too, the first and the last
         for s in (idle[0], idle[-1]):
             s.sendall(b"PING\r\n")
@@ -707,16 +706,13 @@ def test_sigterm_with_resp_clients_connected(tmp_path: Path) -> None:
             try:
                 wait_until(lambda: len(acked) >= 500 or not t.is_alive(), timeout=30,
                            what="acknowledged writes")
-                t0 = time.monotonic()
-                code = proc.stop(signal.SIGTERM, timeout=30)
-                elapsed = time.monotonic() - t0
+                # idle connections do not hold up the exit (the graceful timeout is 10 s)
+                code = stop_within(proc, 8.0)
             finally:
                 stop_writing.set()
                 t.join(30)
             assert not failures, failures
             assert code == 0, proc.text()[-3000:]
-            # idle connections do not hold up the exit (the graceful timeout is 10 s)
-            assert elapsed < 8.0, f"SIGTERM took {elapsed:.1f} s"
             for s in idle:
                 assert read_all(s) == b""  # closed by the server, nothing sent
     assert len(acked) >= 500
