@@ -94,8 +94,8 @@ class Deposed(Exception):
 
 
 @dataclass(eq=False)
-class _Record:
-    """A record being gathered or published, and the writers waiting for it."""
+class _Batch:
+    """Writes gathered into one stream record (being filled or published), and their waiters."""
 
     #: the sequence it is meant to get (the tail it follows + 1)
     lsn: int
@@ -165,14 +165,14 @@ class Replica:
         # not yet published (the last one open), the one being published, and the sequence the
         # next publish expects as the stream's tail.
         self._lock = threading.Lock()
-        self._queue: list[_Record] = []
-        self._inflight: _Record | None = None
+        self._queue: list[_Batch] = []
+        self._inflight: _Batch | None = None
         self._tail = 0
         #: bumped at every take-over and step-down; a publisher runs for one term only
         self._term = 0
         self._async_wake: asyncio.Event | None = None
         #: the records submitted here lately, by ticket (pending, in flight, done or failed)
-        self._recent: OrderedDict[int, _Record] = OrderedDict()
+        self._recent: OrderedDict[int, _Batch] = OrderedDict()
         self._tickets = 0
         self._lease_wake = trio.Event()
 
@@ -199,7 +199,7 @@ class Replica:
             if record is None or (record.size + len(item) > RECORD_BYTES and record.items):
                 last = self._queue[-1].lsn if self._queue else (
                     self._inflight.lsn if self._inflight else self._tail)
-                record = _Record(last + 1)
+                record = _Batch(last + 1)
                 self._queue.append(record)
                 opened = True
             record.items.append(item)
@@ -614,7 +614,7 @@ class Replica:
         except trio.RunFinishedError:
             pass
 
-    def _stored(self, term: int, record: _Record, seq: int, payload: bytes) -> None:
+    def _stored(self, term: int, record: _Batch, seq: int, payload: bytes) -> None:
         """(trio) Record ``seq`` is in the stream: apply it, then answer its writers."""
         if seq == self.applied + 1:
             self._apply_record(seq, payload)
@@ -629,7 +629,7 @@ class Replica:
         record.seq = seq
         record.done.set()
 
-    def _refused(self, term: int, record: _Record, why: str) -> None:
+    def _refused(self, term: int, record: _Batch, why: str) -> None:
         self._fail(record)
         if term == self._term and self.role == "leader":
             self._step_down(why)
@@ -661,7 +661,7 @@ class Replica:
             raise Deposed(f"stored as {ack.seq}, expected {expected + 1}")
         return int(ack.seq)
 
-    def _fail(self, record: _Record) -> None:
+    def _fail(self, record: _Batch) -> None:
         if not record.done.is_set():
             record.error = _lost()
             record.done.set()
