@@ -59,6 +59,7 @@ from wal.layout import (
     spare_segment_path,
     wal_dir,
 )
+from wal.lifecycle import REFUSING, Lifecycle, LogAction, LogState
 from wal.snapshot import SnapshotInfo, apply_retention, write_snapshot
 
 FsyncPolicy = Literal["always", "interval", "none"]
@@ -75,6 +76,9 @@ _fdatasync_default: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 _NO_DESCRIPTOR = (errno.EMFILE, errno.ENFILE)
 
 log = logging.getLogger("roster")
+
+# Record-carrying actions: refusing them is the log's normal answer once it failed or closed.
+_CALLER_ACTIONS = (LogAction.SUBMIT, LogAction.SNAPSHOT)
 
 
 class WriteAheadLog:
@@ -112,8 +116,9 @@ class WriteAheadLog:
         self._write, self._fdatasync = io_hooks(os.write, _fdatasync_default)
 
         self._pack = new_packer()
-        self._state: Literal["new", "running", "stopped"] = "new"
-        self._closing = False
+        # The lifecycle decides what may happen (wal/lifecycle.py); _error is what callers are
+        # told once records are refused, _failure the OSError behind it.
+        self._life = Lifecycle()
         self._error: LogFailedError | None = None
         self._failure: BaseException | None = None
         self._stopped = trio.Event()
@@ -215,9 +220,24 @@ class WriteAheadLog:
         return self._postponed_rotations
 
     @property
+    def state(self) -> LogState:
+        return self._life.state
+
+    @property
     def failed(self) -> bool:
         """True once a write or fsync failed (not merely closed)."""
-        return self._failure is not None
+        return self._life.state is LogState.FAILED
+
+    def _require(self, action: LogAction) -> None:
+        """Take ``action`` if the lifecycle allows it. A refused submit or snapshot gets the
+        log's own error (the failure, or closed); anything else not in the table is a bug in
+        the caller (RuntimeError from the table)."""
+        if action in _CALLER_ACTIONS and not self._life.allows(action):
+            if self._error is not None:
+                raise self._raise_error()
+            if self._life.state in REFUSING:
+                raise LogClosedError("the write-ahead log is closed")
+        self._life.take(action)
 
     # -- submitting and waiting ------------------------------------------------------------
 
@@ -228,10 +248,7 @@ class WriteAheadLog:
         :meth:`close` was called; ``TypeError`` / ``ValueError`` for an object that cannot be
         packed or is too large (no LSN is used up then).
         """
-        if self._error is not None:
-            raise self._raise_error()
-        if self._closing:
-            raise LogClosedError("the write-ahead log is closed")
+        self._require(LogAction.SUBMIT)
         lsn = self._next_lsn
         frame = encode_record(lsn, rtype, self._pack(obj))
         self._next_lsn = lsn + 1
@@ -281,9 +298,7 @@ class WriteAheadLog:
         Returns after :meth:`close` (or after a failure when ``on_fatal`` is set). If the first
         segment cannot be created, raises :class:`LogFailedError` before ``started``.
         """
-        if self._state != "new":
-            raise RuntimeError("WriteAheadLog.run() can only be called once")
-        self._state = "running"
+        self._require(LogAction.RUN)
         try:
             try:
                 await trio.to_thread.run_sync(self._startup)
@@ -293,6 +308,7 @@ class WriteAheadLog:
                 raise LogFailedError(f"cannot open a log segment in {wal_dir(self.data_dir)}: "
                                      f"{exc}") from exc
             self._last_sync_time = trio.current_time()
+            self._life.take(LogAction.STARTED)
             task_status.started()
             try:
                 await self._flush_loop()
@@ -332,7 +348,7 @@ class WriteAheadLog:
                 await self._sync()
             elif self._pending:
                 await self._flush_batch()
-            elif self._closing:
+            elif self._life.state is LogState.CLOSING:
                 if unsynced:
                     await self._sync()
                 await trio.to_thread.run_sync(self._close_files)
@@ -513,6 +529,7 @@ class WriteAheadLog:
 
     def _set_error(self, exc: BaseException) -> None:
         """From here on submit() and wait_durable() raise; sleeping waiters are woken later."""
+        self._life.take(LogAction.FAIL)
         self._failure = exc
         self._error = LogFailedError(
             f"the write-ahead log failed and stopped ({exc}); records after lsn "
@@ -563,8 +580,10 @@ class WriteAheadLog:
 
     def _stop(self) -> None:
         """run() is ending, normally or not: fail whatever was not written."""
-        self._state = "stopped"
-        self._closing = True
+        self._life.take(LogAction.STOP)
+        self._release()
+
+    def _release(self) -> None:
         # Cancelled mid-flight or failed: nothing to flush into any more.
         self._close_descriptors()
         if self._error is None and self.last_lsn > self._acked_lsn:
@@ -581,9 +600,10 @@ class WriteAheadLog:
         Never raises LogFailedError: a failure was already reported to the waiters and to
         ``on_fatal``, and close() is meant for ``finally`` blocks.
         """
-        self._closing = True
-        if self._state == "new":
-            self._stop()
+        before = self._life.state
+        self._life.take(LogAction.CLOSE)
+        if before is LogState.NEW:
+            self._release()
             return
         self._wake.set()
         await self._stopped.wait()
@@ -603,10 +623,7 @@ class WriteAheadLog:
             raise SnapshotError("a snapshot is already running")
         if not 0 <= lsn <= self.last_lsn:
             raise SnapshotError(f"snapshot lsn {lsn} is outside 0..{self.last_lsn}")
-        if self._error is not None:
-            raise self._raise_error()
-        if self._closing:
-            raise LogClosedError("the write-ahead log is closed")
+        self._require(LogAction.SNAPSHOT)
         self._snapshot_running = True
         try:
             mark = self._submitted_bytes
