@@ -81,8 +81,9 @@ async def _appends(data_dir: Path, policy: FsyncPolicy, writers: int,
             for k in range(writers):
                 tasks.start_soon(writer, k)
         elapsed = time.perf_counter() - t0
-        batches, records = log_.batches, log_.records_written
-        fsyncs, fsync_s = log_.fsync_count, log_.fsync_seconds_total
+        stats = log_.statistics()
+        batches, records = stats.batches, stats.records_written
+        fsyncs, fsync_s = stats.fsync_count, stats.fsync_seconds_total
         await log_.close()
     return {
         "acks_per_s": done / elapsed,

@@ -127,6 +127,20 @@ class PresenceEvent:
     frame: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class EventHubStatistics:
+    """What the hub has done so far (counters) and holds now (retained, streams_open)."""
+
+    published: int
+    evicted: int
+    retained: int
+    streams_open: int
+    streams_opened: int
+    streams_cut: int
+    resumed: int
+    resets: int
+
+
 class EventHub:
     """The ring of published events and the streams reading it."""
 
@@ -148,13 +162,20 @@ class EventHub:
         self.closed = False
         #: called with each released run of events, in order (the webhook); must not block
         self.listeners: list[Callable[[Sequence[PresenceEvent]], None]] = []
-        # counters (plain attributes; /metrics reads them)
-        self.published = 0
-        self.evicted = 0
-        self.streams_opened = 0
-        self.streams_cut = 0
-        self.resumed = 0
-        self.resets = 0
+        # Counters: only the hub and its streams change them; statistics() shows them.
+        self._published = 0
+        self._evicted = 0
+        self._streams_opened = 0
+        self._streams_cut = 0
+        self._resumed = 0
+        self._resets = 0
+
+    def statistics(self) -> EventHubStatistics:
+        return EventHubStatistics(
+            published=self._published, evicted=self._evicted,
+            retained=len(self._ring) - self._head, streams_open=len(self._streams),
+            streams_opened=self._streams_opened, streams_cut=self._streams_cut,
+            resumed=self._resumed, resets=self._resets)
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -188,11 +209,11 @@ class EventHub:
         ring = self._ring
         ring.extend(events)
         self._next_pos += len(events)
-        self.published += len(events)
+        self._published += len(events)
         excess = len(ring) - self._head - self.retained
         if excess > 0:
             self._head += excess
-            self.evicted += excess
+            self._evicted += excess
             self._horizon = ring[self._head - 1].key
             if self._head >= max(1024, self.retained):
                 del ring[: self._head]
@@ -208,10 +229,6 @@ class EventHub:
     @property
     def first_pos(self) -> int:
         return self._next_pos - (len(self._ring) - self._head)
-
-    @property
-    def streams_open(self) -> int:
-        return len(self._streams)
 
     def retained_events(self) -> list[PresenceEvent]:
         return self._ring[self._head:]
@@ -245,9 +262,9 @@ class EventHub:
             reason = "Last-Event-ID is ahead of this server's log"
         else:
             index = bisect.bisect_right(self._ring, key, lo=self._head, key=lambda e: e.key)
-            self.resumed += 1
+            self._resumed += 1
             return self.first_pos + (index - self._head), b": resumed\nretry: %d\n\n" % RETRY_MS
-        self.resets += 1
+        self._resets += 1
         newest = self.newest_id()
         return self._next_pos, b"retry: %d\n" % RETRY_MS + _frame(
             "reset", newest, {"reason": reason, "last_event_id": last_event_id[:64],
@@ -316,7 +333,7 @@ class EventStream(ResponseBody):
         self._deadline = trio.current_time() + self.max_seconds
         self._scope.__enter__()
         self.hub._streams.add(self)
-        self.hub.streams_opened += 1
+        self.hub._streams_opened += 1
         return self
 
     async def __aexit__(  # type: ignore[override]  # True swallows our own cancellation
@@ -360,7 +377,7 @@ class EventStream(ResponseBody):
         """Too far behind: end the response now (the client resumes with Last-Event-ID)."""
         if not self.was_cut:
             self.was_cut = True
-            self.hub.streams_cut += 1
+            self.hub._streams_cut += 1
         self.end()
 
     def end(self) -> None:

@@ -40,7 +40,7 @@ class _LiveCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         r = self.roster
-        wal = r.wal
+        wal = r.wal.statistics()
 
         def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, doc, value=value)
@@ -83,16 +83,16 @@ class _LiveCollector(Collector):
                     presence.online_users())
         yield gauge("roster_subscriptions", "status subscriptions held (expired ones until purged)",
                     presence.subscription_count)
-        hub = r.events
+        hub = r.events.statistics()
         yield counter("roster_events_published", "presence events published", hub.published)
         yield gauge("roster_event_streams", "open /events streams", hub.streams_open)
         yield counter("roster_event_streams_cut", "/events streams cut off for falling behind",
                       hub.streams_cut)
         yield counter("roster_event_stream_resets", "/events resumes answered with reset",
                       hub.resets)
-        hook = r.webhook
-        if hook is not None:
-            yield gauge("roster_webhook_queue", "webhook items waiting", len(hook.queue))
+        if r.webhook is not None:
+            hook = r.webhook.statistics()
+            yield gauge("roster_webhook_queue", "webhook items waiting", hook.queued)
             yield counter("roster_webhook_enqueued", "webhook items queued", hook.enqueued)
             yield counter("roster_webhook_delivered", "webhook items acknowledged by the receiver",
                           hook.delivered)

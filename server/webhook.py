@@ -26,6 +26,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlencode, urlsplit
 
@@ -47,6 +48,21 @@ def webhook_item(event: PresenceEvent) -> dict[str, Any]:
     note = event.note
     return {"userid": note.uid, "status": ONLINE if note.online else OFFLINE, "os": note.os,
             "time": note.time, "clientIp": note.client_ip, "sessionId": note.session_id}
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookStatistics:
+    """Items waiting and being delivered now, and what happened to the others so far."""
+
+    queued: int
+    in_flight: int
+    enqueued: int
+    delivered: int
+    batches_delivered: int
+    attempts: int
+    failed_attempts: int
+    dropped_queue_full: int
+    dropped_gave_up: int
 
 
 class WebhookSender:
@@ -78,15 +94,22 @@ class WebhookSender:
         self._wall_ms = wall_ms
         self.queue: deque[dict[str, Any]] = deque()
         self._wake = trio.Event()
-        # counters (plain attributes; /metrics reads them)
-        self.enqueued = 0
-        self.delivered = 0  # items the receiver acknowledged
-        self.batches_delivered = 0
-        self.attempts = 0
-        self.failed_attempts = 0
-        self.dropped_queue_full = 0
-        self.dropped_gave_up = 0
-        self.in_flight = 0  # items of the batch being delivered
+        # Counters: only the sender changes them; statistics() shows them.
+        self._enqueued = 0
+        self._delivered = 0  # items the receiver acknowledged
+        self._batches_delivered = 0
+        self._attempts = 0
+        self._failed_attempts = 0
+        self._dropped_queue_full = 0
+        self._dropped_gave_up = 0
+        self._in_flight = 0  # items of the batch being delivered
+
+    def statistics(self) -> WebhookStatistics:
+        return WebhookStatistics(
+            queued=len(self.queue), in_flight=self._in_flight, enqueued=self._enqueued,
+            delivered=self._delivered, batches_delivered=self._batches_delivered,
+            attempts=self._attempts, failed_attempts=self._failed_attempts,
+            dropped_queue_full=self._dropped_queue_full, dropped_gave_up=self._dropped_gave_up)
 
     # -- the synchronous side --------------------------------------------------------------
 
@@ -97,11 +120,11 @@ class WebhookSender:
             if event.note.cause != "flip":
                 continue  # a new subscription's first status is for the subscriber (SSE) only
             self.queue.append(webhook_item(event))
-            self.enqueued += 1
+            self._enqueued += 1
             added = True
         while len(self.queue) > self.queue_max:
             self.queue.popleft()
-            self.dropped_queue_full += 1
+            self._dropped_queue_full += 1
         if added:
             self._wake.set()
 
@@ -142,30 +165,30 @@ class WebhookSender:
                 self._wake = trio.Event()
             size = min(self.batch_max, len(self.queue))
             batch = [self.queue.popleft() for _ in range(size)]
-            self.in_flight = size
+            self._in_flight = size
             try:
                 await self._deliver(post, batch)
             finally:
-                self.in_flight = 0
+                self._in_flight = 0
 
     async def _deliver(self, post: Post, batch: list[dict[str, Any]]) -> None:
         body = json.dumps(batch, ensure_ascii=False, separators=(",", ":")).encode()
         delay = self.backoff_s
         for attempt in range(1, self.max_attempts + 1):
-            self.attempts += 1
+            self._attempts += 1
             problem = await self._attempt(post, body)
             if problem is None:
-                self.delivered += len(batch)
-                self.batches_delivered += 1
+                self._delivered += len(batch)
+                self._batches_delivered += 1
                 return
-            self.failed_attempts += 1
+            self._failed_attempts += 1
             if attempt == self.max_attempts:
                 break
             log.warning("presence webhook: %s; retrying %d events in %.1f s (attempt %d/%d)",
                         problem, len(batch), delay, attempt, self.max_attempts)
             await trio.sleep(delay)
             delay = min(delay * 2, self.backoff_max_s)
-        self.dropped_gave_up += len(batch)
+        self._dropped_gave_up += len(batch)
         log.error("presence webhook: gave up on %d events after %d attempts", len(batch),
                   self.max_attempts)
 

@@ -42,6 +42,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -79,6 +80,25 @@ log = logging.getLogger("roster")
 
 # Record-carrying actions: refusing them is the log's normal answer once it failed or closed.
 _CALLER_ACTIONS = (LogAction.SUBMIT, LogAction.SNAPSHOT)
+
+
+@dataclass(frozen=True, slots=True)
+class LogStatistics:
+    """One consistent look at the log (taken in one synchronous step, so the LSNs agree)."""
+
+    state: LogState
+    last_lsn: int
+    written_lsn: int
+    durable_lsn: int
+    acked_lsn: int
+    bytes_since_snapshot: int
+    bytes_written: int
+    records_written: int
+    batches: int  # group-commit batches (one write each, two when a snapshot splits one)
+    last_batch_records: int
+    fsync_count: int
+    fsync_seconds_total: float
+    postponed_rotations: int  # rotations put off: no descriptor was free for the spare
 
 
 class WriteAheadLog:
@@ -190,34 +210,15 @@ class WriteAheadLog:
         segments after the newest snapshot, as found on disk)."""
         return self._bytes_before_start + self._submitted_bytes - self._snapshot_mark
 
-    @property
-    def bytes_written(self) -> int:
-        return self._bytes_written
-
-    @property
-    def records_written(self) -> int:
-        return self._records_written
-
-    @property
-    def batches(self) -> int:
-        return self._batches
-
-    @property
-    def last_batch_records(self) -> int:
-        return self._last_batch_records
-
-    @property
-    def fsync_seconds_total(self) -> float:
-        return self._fsync_seconds_total
-
-    @property
-    def fsync_count(self) -> int:
-        return self._fsync_count
-
-    @property
-    def postponed_rotations(self) -> int:
-        """Rotations put off because no descriptor was free for the spare segment."""
-        return self._postponed_rotations
+    def statistics(self) -> LogStatistics:
+        return LogStatistics(
+            state=self._life.state, last_lsn=self.last_lsn, written_lsn=self._written_lsn,
+            durable_lsn=self._durable_lsn, acked_lsn=self._acked_lsn,
+            bytes_since_snapshot=self.bytes_since_snapshot, bytes_written=self._bytes_written,
+            records_written=self._records_written, batches=self._batches,
+            last_batch_records=self._last_batch_records, fsync_count=self._fsync_count,
+            fsync_seconds_total=self._fsync_seconds_total,
+            postponed_rotations=self._postponed_rotations)
 
     @property
     def state(self) -> LogState:

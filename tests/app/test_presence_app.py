@@ -193,12 +193,12 @@ async def test_sse_disconnect_ends_the_stream(tmp_path: Path) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(p.app, SCOPE, receive, send)
             await trio.testing.wait_all_tasks_blocked()
-            assert hub.streams_open == 1
+            assert hub.statistics().streams_open == 1
             await report(p, "u", 1)
             await trio.testing.wait_all_tasks_blocked()
             assert any(b"event: presence\nid: 1\n" in chunk for chunk in got)
             disconnect.set()
-        assert hub.streams_open == 0
+        assert hub.statistics().streams_open == 0
 
 
 async def test_a_slow_consumer_is_cut_off_and_never_slows_a_mutation(tmp_path: Path) -> None:
@@ -228,7 +228,7 @@ async def test_a_slow_consumer_is_cut_off_and_never_slows_a_mutation(tmp_path: P
                 with trio.fail_after(5):
                     await report(p, "u", i % 2)
         # the app call ended by itself: the hub cut the stream
-        assert hub.streams_cut == 1 and hub.streams_open == 0
+        assert hub.statistics().streams_cut == 1 and hub.statistics().streams_open == 0
 
 
 async def test_stream_heartbeats_then_ends_cleanly(autojump_clock: trio.abc.Clock) -> None:
@@ -242,7 +242,7 @@ async def test_stream_heartbeats_then_ends_cleanly(autojump_clock: trio.abc.Cloc
     assert [round(t) for t, _ in chunks] == [0, 15, 30, 40]
     assert [c for _, c in chunks][1:3] == [b": keep-alive\n\n"] * 2
     assert b"reconnect with Last-Event-ID" in chunks[-1][1]
-    assert hub.streams_open == 0 and hub.streams_opened == 1
+    assert hub.statistics().streams_open == 0 and hub.statistics().streams_opened == 1
 
 
 async def test_closing_the_hub_ends_waiting_streams(autojump_clock: trio.abc.Clock) -> None:
@@ -259,7 +259,7 @@ async def test_closing_the_hub_ends_waiting_streams(autojump_clock: trio.abc.Clo
     async with trio.open_nursery() as nursery:
         nursery.start_soon(consume)
         await trio.testing.wait_all_tasks_blocked()
-        assert hub.streams_open == 1
+        assert hub.statistics().streams_open == 1
         hub.close()
         with trio.fail_after(1):
             await ended.wait()
@@ -278,4 +278,4 @@ async def test_a_resumed_backlog_does_not_count_as_lag(autojump_clock: trio.abc.
             if b"id: 6\n" in got:
                 break
     assert got.count(b"event: presence") == 5 and not stream.was_cut
-    assert hub.streams_cut == 0
+    assert hub.statistics().streams_cut == 0

@@ -73,7 +73,7 @@ async def test_items_are_rongcloud_format_and_the_url_is_signed(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(s.run)
         publish(hub, 1, flip("u1", True, 1111), flip("u2", False, 2222))
-        await until(lambda: s.delivered == 2)
+        await until(lambda: s.statistics().delivered == 2)
         nursery.cancel_scope.cancel()
     [(_, url, items)] = receiver.calls
     assert items == [
@@ -89,7 +89,8 @@ async def test_items_are_rongcloud_format_and_the_url_is_signed(
     assert query["signTimestamp"] == "1700000000000"
     assert query["signature"] == hashlib.sha1(
         (SECRET + query["nonce"] + query["signTimestamp"]).encode()).hexdigest()
-    assert s.batches_delivered == 1 and s.attempts == 1 and s.failed_attempts == 0
+    stats = s.statistics()
+    assert (stats.batches_delivered, stats.attempts, stats.failed_attempts) == (1, 1, 0)
 
 
 async def test_failures_are_retried_with_backoff_and_the_batch_arrives(
@@ -100,14 +101,15 @@ async def test_failures_are_retried_with_backoff_and_the_batch_arrives(
         nursery.start_soon(s.run)
         start = trio.current_time()
         publish(hub, 1, flip("u", True))
-        await until(lambda: s.delivered == 1)
+        await until(lambda: s.statistics().delivered == 1)
         nursery.cancel_scope.cancel()
     times = [round(t - start, 3) for t, _, _ in receiver.calls]
     assert times == [0.0, 0.5, 1.5]  # 0.5 s, then twice that
     assert [items for _, _, items in receiver.calls] == [receiver.calls[0][2]] * 3
     nonces = {parse_qs(urlsplit(url).query)["nonce"][0] for _, url, _ in receiver.calls}
     assert len(nonces) == 3  # a fresh signature per attempt
-    assert (s.attempts, s.failed_attempts, s.dropped_gave_up) == (3, 2, 0)
+    stats = s.statistics()
+    assert (stats.attempts, stats.failed_attempts, stats.dropped_gave_up) == (3, 2, 0)
 
 
 async def test_a_receiver_that_never_answers_times_out_and_is_retried(
@@ -118,10 +120,10 @@ async def test_a_receiver_that_never_answers_times_out_and_is_retried(
         nursery.start_soon(s.run)
         start = trio.current_time()
         publish(hub, 1, flip("u", True))
-        await until(lambda: s.dropped_gave_up == 1)
+        await until(lambda: s.statistics().dropped_gave_up == 1)
         nursery.cancel_scope.cancel()
     assert [round(t - start, 3) for t, _, _ in receiver.calls] == [0.0, 5.5, 11.5]
-    assert s.delivered == 0 and s.failed_attempts == 3
+    assert s.statistics().delivered == 0 and s.statistics().failed_attempts == 3
 
 
 async def test_backoff_is_capped_and_a_batch_is_dropped_after_max_attempts(
@@ -132,9 +134,9 @@ async def test_backoff_is_capped_and_a_batch_is_dropped_after_max_attempts(
         nursery.start_soon(s.run)
         start = trio.current_time()
         publish(hub, 1, flip("u", True))
-        await until(lambda: s.dropped_gave_up == 1)
+        await until(lambda: s.statistics().dropped_gave_up == 1)
         publish(hub, 2, flip("u", False))  # the next batch goes out on its own
-        await until(lambda: s.delivered == 1)
+        await until(lambda: s.statistics().delivered == 1)
         nursery.cancel_scope.cancel()
     gaps = [round(b[0] - a[0], 3) for a, b in zip(receiver.calls, receiver.calls[1:8],
                                                   strict=False)]
@@ -148,7 +150,7 @@ async def test_batches_hold_at_most_batch_max_items(autojump_clock: trio.abc.Clo
     publish(hub, 1, *(flip(f"u{i}", True) for i in range(250)))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(s.run)
-        await until(lambda: s.delivered == 250)
+        await until(lambda: s.statistics().delivered == 250)
         nursery.cancel_scope.cancel()
     assert [len(items) for _, _, items in receiver.calls] == [100, 100, 50]
     assert [i["userid"] for _, _, items in receiver.calls for i in items] == \
@@ -159,13 +161,14 @@ async def test_the_queue_is_bounded_and_drops_the_oldest(autojump_clock: trio.ab
     receiver = Receiver()
     s, hub = sender(receiver, queue_max=3)
     publish(hub, 1, *(flip(f"u{i}", True) for i in range(5)))
-    assert s.dropped_queue_full == 2 and [i["userid"] for i in s.queue] == ["u2", "u3", "u4"]
+    assert s.statistics().dropped_queue_full == 2
+    assert [i["userid"] for i in s.queue] == ["u2", "u3", "u4"]
 
 
 def test_only_status_flips_go_to_the_webhook() -> None:
     s, hub = sender(Receiver())
     publish(hub, 1, StatusNote("t", True, (0,), 5, ("me",), "subscribe"), flip("u", False))
-    assert [i["userid"] for i in s.queue] == ["u"] and s.enqueued == 1
+    assert [i["userid"] for i in s.queue] == ["u"] and s.statistics().enqueued == 1
 
 
 def test_without_key_and_secret_the_url_is_unsigned() -> None:
@@ -187,5 +190,5 @@ async def test_a_dead_receiver_never_delays_a_presence_report(tmp_path: Path) ->
                 assert status == 200
             await trio.testing.wait_all_tasks_blocked()
             assert len(receiver.calls) == 1  # stuck on the first batch, the rest queued
-            assert webhook.in_flight == 1 and len(webhook.queue) == 19
+            assert webhook.statistics().in_flight == 1 and len(webhook.queue) == 19
             nursery.cancel_scope.cancel()

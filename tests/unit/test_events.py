@@ -58,12 +58,12 @@ def test_release_publishes_a_durable_prefix_in_lsn_order() -> None:
     hub.release(4)  # record 5 is not durable yet
     assert seen == ["3"]
     hub.release(4)
-    assert seen == ["3"] and hub.published == 1
+    assert seen == ["3"] and hub.statistics().published == 1
     hub.release(9)
     assert seen == ["3", "5"]
     hub.stage(6, [])  # a record without events changes nothing
     hub.release(6)
-    assert hub.published == 2
+    assert hub.statistics().published == 2
 
 
 def test_ring_keeps_the_newest_and_reading_an_evicted_position_fails() -> None:
@@ -72,7 +72,7 @@ def test_ring_keeps_the_newest_and_reading_an_evicted_position_fails() -> None:
         hub.stage(lsn, [note(f"u{lsn}")])
         hub.release(lsn)
     assert ids(hub.retained_events()) == ["3", "4", "5"]
-    assert hub.evicted == 2 and hub.first_pos == 2
+    assert hub.statistics().evicted == 2 and hub.first_pos == 2
     assert hub.read(1, 10) is None
     assert ids(hub.read(2, 10)) == ["3", "4", "5"]
     assert ids(hub.read(4, 10)) == ["5"] and hub.read(5, 10) == []
@@ -102,7 +102,7 @@ def test_resume_after_an_id_in_the_window_gives_exactly_the_later_events() -> No
     # an id between events (a record without events) resumes after it too
     pos, _ = hub.start("12:5", current_lsn=13)
     assert ids(hub.read(pos, 100)) == ["12", "13"]
-    assert hub.resumed == 6 and hub.resets == 0
+    assert hub.statistics().resumed == 6 and hub.statistics().resets == 0
 
 
 @pytest.mark.parametrize(("last", "reason"), [
@@ -119,7 +119,7 @@ def test_reset_when_events_may_be_missing(last: str, reason: str) -> None:
     text = first.decode()
     assert "event: reset\nid: 11\n" in text and reason in text and "retry: " in text
     assert pos == hub.first_pos + 1  # live from now on
-    assert hub.resets == 1
+    assert hub.statistics().resets == 1
 
 
 def test_reset_after_eviction_points_at_the_newest_event() -> None:

@@ -60,7 +60,7 @@ async def main(data: Path, mode: str) -> None:
         for i in range(1, RECORDS + 1):
             await log.wait_durable(log.submit(["set", f"k{i}", i]))
             seen["acked"] = i
-            most_postponed = max(most_postponed, log.postponed_rotations)
+            most_postponed = max(most_postponed, log.statistics().postponed_rotations)
             if mode == "steal" and i == 10:
                 # The spare's slot goes to a "client": no spare, and no descriptor to make one.
                 os.close(log._spare_fd)  # the test takes the slot on purpose

@@ -43,8 +43,8 @@ async def test_round_trip_under_each_policy(tmp_path: Path, policy: Any) -> None
             if policy == "always":
                 assert log.durable_lsn >= lsn
     assert log.durable_lsn == log.written_lsn == 60  # close() syncs in every mode
-    assert log.records_written == 60
-    assert log.bytes_written == segment_bytes_on_disk(tmp_path)
+    assert log.statistics().records_written == 60
+    assert log.statistics().bytes_written == segment_bytes_on_disk(tmp_path)
     got = run_recover(tmp_path)
     assert got.records == [(i, obj(i)) for i in range(1, 61)]
     assert len(list_segments(tmp_path)) >= 3  # rotated by size
@@ -61,9 +61,9 @@ async def test_group_commit_shares_fsyncs(tmp_path: Path) -> None:
                 nursery.start_soon(writer, i)
         assert log.durable_lsn == log.last_lsn == 500
         # 100 concurrent writers: each batch carries many records.
-        assert log.batches <= 50
-        assert log.fsync_count <= log.batches
-        assert log.last_batch_records >= 1
+        assert log.statistics().batches <= 50
+        assert log.statistics().fsync_count <= log.statistics().batches
+        assert log.statistics().last_batch_records >= 1
     assert len(run_recover(tmp_path).records) == 500
 
 
@@ -82,7 +82,7 @@ async def test_records_submitted_during_a_flush_form_the_next_batch(tmp_path: Pa
         later = [log.submit(i) for i in range(10)]
         gate.set()
         await log.wait_durable(later[-1])
-        assert log.batches == 2 and log.last_batch_records == 10
+        assert log.statistics().batches == 2 and log.statistics().last_batch_records == 10
         await log.wait_durable(first)
 
 
@@ -103,16 +103,17 @@ async def test_interval_fsyncs_at_most_every_interval(
     # happens at a virtual time this test can name exactly.
     async with running(tmp_path, fsync="interval", fsync_interval_s=1.0) as log:
         await log.wait_durable(log.submit("a"))  # acknowledged once written
-        assert (log.written_lsn, log.durable_lsn, log.fsync_count) == (1, 0, 0)
+        assert (log.written_lsn, log.durable_lsn, log.statistics().fsync_count) == (1, 0, 0)
         mock_clock.jump(0.5)
         await trio.testing.wait_all_tasks_blocked()
-        assert (log.durable_lsn, log.fsync_count) == (0, 0)  # not yet: the interval runs to 1.0
+        # Not yet: the interval runs to 1.0.
+        assert (log.durable_lsn, log.statistics().fsync_count) == (0, 0)
         mock_clock.jump(0.5)
         await _until(lambda: log.durable_lsn == 1)
-        assert log.fsync_count == 1
+        assert log.statistics().fsync_count == 1
         mock_clock.jump(10)
         await trio.testing.wait_all_tasks_blocked()
-        assert log.fsync_count == 1  # idle: nothing to sync
+        assert log.statistics().fsync_count == 1  # idle: nothing to sync
         # Under steady load (a record every 0.25 s for 10 s) the fsync happens once per
         # interval: after the first write at least 1.0 s past the previous fsync (at 1.0).
         last_sync, expected = 1.0, 1
@@ -122,9 +123,9 @@ async def test_interval_fsyncs_at_most_every_interval(
                 # Due: the fsync runs before this write (the interval ran out while the last
                 # write was unsynced) or right after it (the log was idle and synced).
                 expected += 1
-                await _until(lambda n=expected: log.fsync_count == n)
+                await _until(lambda n=expected: log.statistics().fsync_count == n)
                 last_sync = trio.current_time()
-            assert log.fsync_count == expected
+            assert log.statistics().fsync_count == expected
             mock_clock.jump(0.25)
         assert expected == 11  # at 1.0, then 11.0, 12.0, ... 20.0
 
@@ -136,8 +137,8 @@ async def test_none_policy_never_fsyncs_until_close(
         for i in range(20):
             await log.wait_durable(log.submit(i))
         await trio.sleep(60)
-        assert (log.written_lsn, log.durable_lsn, log.fsync_count) == (20, 0, 0)
-    assert (log.durable_lsn, log.fsync_count) == (20, 1)
+        assert (log.written_lsn, log.durable_lsn, log.statistics().fsync_count) == (20, 0, 0)
+    assert (log.durable_lsn, log.statistics().fsync_count) == (20, 1)
 
 
 async def test_none_policy_fsyncs_at_rotation(tmp_path: Path) -> None:
@@ -146,7 +147,7 @@ async def test_none_policy_fsyncs_at_rotation(tmp_path: Path) -> None:
             await log.wait_durable(log.submit(obj(i)))
         rotations = len(list_segments(tmp_path)) - 1
         assert rotations > 2
-        assert log.fsync_count == rotations
+        assert log.statistics().fsync_count == rotations
     assert len(run_recover(tmp_path).records) == 30
 
 
@@ -373,7 +374,7 @@ async def test_bytes_since_snapshot_counts_submits_and_log_on_disk(tmp_path: Pat
         assert log.bytes_since_snapshot == 0
         await log.wait_durable(log.submit(obj(1)))
         first = log.bytes_since_snapshot
-        assert first == log.bytes_written > 0
+        assert first == log.statistics().bytes_written > 0
     async with running(tmp_path, next_lsn=2) as log:
         assert log.bytes_since_snapshot == first  # measured from the segments at start
 

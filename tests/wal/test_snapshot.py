@@ -256,7 +256,7 @@ async def test_snapshot_rotation_splits_a_batch_at_the_snapshot_lsn(tmp_path: Pa
                 log.submit(obj(i))  # same pending batch as 2..5
             gate.set()
         await log.wait_durable(8)
-        assert log.batches == 2
+        assert log.statistics().batches == 2
 
     segments = list_segments(tmp_path)
     assert [s.first_lsn for s in segments] == [1, 6]
