@@ -23,12 +23,10 @@ makes every later ``submit`` raise it, and calls ``on_fatal`` exactly once. An f
 retried: after a failed fsync Linux may already have dropped the dirty pages, so a retry that
 "succeeds" proves nothing (the PostgreSQL fsyncgate lesson).
 
-Descriptors: a rotation needs none. The wal directory stays open for the log's lifetime (its
-fsyncs), and the next segment is created and held open ahead of time as ``wal/next.spare``; a
-rotation writes the header into the spare, renames it to its segment name and only then closes the
-old segment, whose freed slot the new spare takes. When clients have taken every descriptor and no
-spare could be made, a rotation is postponed (the segment grows past ``segment_bytes``) and retried
-at the next batch, with one warning per incident: running out of descriptors never stops the log.
+Descriptors: a rotation needs none; the open segment, the directory and a spare next segment
+are held by :class:`wal.segment.Segment`. When clients have taken every descriptor and no spare
+could be made, a rotation is postponed (the segment grows past ``segment_bytes``) and retried at
+the next batch, with one warning per incident: running out of descriptors never stops the log.
 
 The flusher calls ``self._write`` and ``self._fdatasync`` (``os.write`` / ``os.fdatasync`` by
 default), so tests can replace them to inject EIO, ENOSPC or short writes; in a real server process
@@ -51,16 +49,15 @@ import trio
 from wal.codec import new_packer
 from wal.errors import LogClosedError, LogFailedError, SnapshotError
 from wal.failpoints import failpoint, io_hooks
-from wal.framing import HEADER_SIZE, RT_OPS, encode_header, encode_record
+from wal.framing import HEADER_SIZE, RT_OPS, encode_record
 from wal.layout import (
     fsync_dir,
     list_segments,
     list_snapshots,
-    segment_path,
-    spare_segment_path,
     wal_dir,
 )
 from wal.lifecycle import REFUSING, Lifecycle, LogAction, LogState
+from wal.segment import Segment
 from wal.snapshot import SnapshotInfo, apply_retention, write_snapshot
 
 FsyncPolicy = Literal["always", "interval", "none"]
@@ -73,8 +70,6 @@ _MAX_SHORT_WRITES = 1
 
 _fdatasync_default: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 
-# Out of descriptors: a rotation waits for one instead of failing the log.
-_NO_DESCRIPTOR = (errno.EMFILE, errno.ENFILE)
 
 log = logging.getLogger("roster")
 
@@ -162,15 +157,11 @@ class WriteAheadLog:
         self._synced_event = trio.Event()
         self._last_sync_time = 0.0
 
-        # The open segment. _good_offset = end of the last acknowledged data in it: where a
-        # failure cuts the file back to.
-        self._fd = -1
-        self._dir_fd = -1
-        self._spare_fd = -1
+        # The open segment (wal/segment.py). Its I/O goes through this log's hooks, looked up
+        # at each call so a test can swap them after construction.
+        self._segment = Segment(self.data_dir, write=lambda fd, view: self._write(fd, view),
+                                fdatasync=lambda fd: self._fdatasync(fd))
         self._postponed_rotations = 0
-        self._seg_first = 0
-        self._seg_offset = 0
-        self._good_offset = 0
         self._rotate_due = False
         self._rotate_after: int | None = None
         self._snapshot_running = False
@@ -331,12 +322,7 @@ class WriteAheadLog:
         self._bytes_before_start = sum(
             seg.size - HEADER_SIZE for seg in list_segments(self.data_dir)
             if seg.first_lsn > newest and seg.size > HEADER_SIZE)
-        self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self._spare_fd = self._open_spare()
-        first = self._acked_lsn + 1
-        self._fd = self._promote_spare(first)
-        self._seg_first, self._seg_offset, self._good_offset = first, HEADER_SIZE, HEADER_SIZE
-        self._refill_spare()
+        self._segment.open(self._acked_lsn + 1)
 
     async def _flush_loop(self) -> None:
         interval = self.fsync_policy == "interval"
@@ -352,7 +338,7 @@ class WriteAheadLog:
             elif self._life.state is LogState.CLOSING:
                 if unsynced:
                     await self._sync()
-                await trio.to_thread.run_sync(self._close_files)
+                await trio.to_thread.run_sync(self._segment.close)
                 return
             elif interval and unsynced:
                 with trio.move_on_at(self._last_sync_time + self.fsync_interval_s):
@@ -385,24 +371,26 @@ class WriteAheadLog:
             parts = [(first, frames[: cut - first + 1]), (cut + 1, frames[cut - first + 1 :])]
         always = self.fsync_policy == "always"
         for n, (part_first, part) in enumerate(parts, 1):
-            if self._rotate_due or (cut is not None and self._seg_first <= cut < part_first):
+            if self._rotate_due or (cut is not None
+                                    and self._segment.first_lsn <= cut < part_first):
                 await self._rotate(part_first)
             data = b"".join(part)
             # Under fsync always the last part is written and fdatasync'ed in one trip to the
             # worker thread: a thread hand-off less per batch, which is latency every waiting
             # writer pays (the group commit's cycle is write + fsync + the hops around them).
             synced = always and n == len(parts)
-            seconds = await trio.to_thread.run_sync(self._write_all, self._fd, data, synced)
-            self._seg_offset += len(data)
+            seconds = await trio.to_thread.run_sync(self._write_all, self._segment.fd, data,
+                                                    synced)
+            self._segment.advance(len(data))
             self._written_lsn = part_first + len(part) - 1
             self._bytes_written += len(data)
             self._records_written += len(part)
             if synced:
                 self._note_sync(seconds, self._written_lsn)
-            if self._seg_offset >= self.segment_bytes:
+            if self._segment.offset >= self.segment_bytes:
                 self._rotate_due = True
         self._acked_lsn = last
-        self._good_offset = self._seg_offset
+        self._segment.mark_good()
         event.set()
 
     def _write_all(self, fd: int, data: bytes, sync: bool = False) -> float:
@@ -431,7 +419,8 @@ class WriteAheadLog:
 
     async def _sync(self) -> None:
         target = self._written_lsn
-        self._note_sync(await trio.to_thread.run_sync(self._timed_fdatasync, self._fd), target)
+        self._note_sync(await trio.to_thread.run_sync(self._timed_fdatasync, self._segment.fd),
+                        target)
 
     def _note_sync(self, seconds: float, target: int) -> None:
         self._fsync_seconds_total += seconds
@@ -441,77 +430,17 @@ class WriteAheadLog:
         event, self._synced_event = self._synced_event, trio.Event()
         event.set()
 
-    def _open_spare(self) -> int:
-        """Worker thread: create (or truncate a leftover) spare segment and keep it open. It
-        needs no fsync: it only becomes a segment through :meth:`_promote_spare`."""
-        return os.open(spare_segment_path(self.data_dir),
-                       os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-
-    def _refill_spare(self) -> None:
-        """Worker thread, after a rotation: take a new spare. A failure is not the log's: the
-        next rotation tries again (and waits if descriptors are still short)."""
-        try:
-            self._spare_fd = self._open_spare()
-        except OSError as exc:
-            log.warning("no spare log segment for the next rotation (%s); trying again then",
-                        exc)
-
-    def _promote_spare(self, first_lsn: int) -> int:
-        """Worker thread: turn the open spare into the segment starting at ``first_lsn``: its
-        header is written and fdatasync'ed before the rename, so a crash never leaves a segment
-        with a half-made header, and the directory fsync makes the name durable."""
-        path = segment_path(self.data_dir, first_lsn)
-        if path.exists() and path.stat().st_size > HEADER_SIZE:
-            # Recovery would have ended the log before this LSN; records here mean the caller
-            # passed the wrong next_lsn. Never overwrite them.
-            raise FileExistsError(errno.EEXIST, "segment already holds records", str(path))
-        fd, self._spare_fd = self._spare_fd, -1
-        try:
-            self._write_header(fd, encode_header(first_lsn))
-            self._fdatasync(fd)
-            failpoint("spare_before_rename")
-            # Replaces a header-only leftover with the same first LSN.
-            os.replace(spare_segment_path(self.data_dir), path)
-            os.fsync(self._dir_fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
-    def _write_header(self, fd: int, header: bytes) -> None:
-        if self._write(fd, memoryview(header)) != len(header):
-            raise OSError(errno.ENOSPC, "short write of a segment header")
-
-    def _rotate_files(self, old_fd: int, first_lsn: int) -> tuple[int, float]:
-        """Worker thread: make the old segment durable, then start the next one from the spare.
-        Returns ``(-1, 0.0)`` without touching anything if there is no spare and no descriptor
-        to make one."""
-        if self._spare_fd < 0:
-            try:
-                self._spare_fd = self._open_spare()
-            except OSError as exc:
-                if exc.errno in _NO_DESCRIPTOR:
-                    return -1, 0.0
-                raise
-        seconds = self._timed_fdatasync(old_fd)
-        new_fd = self._promote_spare(first_lsn)
-        # The old segment's slot is freed just before the new spare is opened, so the spare
-        # usually gets it even when clients hold every other descriptor.
-        os.close(old_fd)
-        self._refill_spare()
-        return new_fd, seconds
-
     async def _rotate(self, first_lsn: int) -> None:
         target = self._written_lsn
-        fd, seconds = await trio.to_thread.run_sync(self._rotate_files, self._fd, first_lsn)
-        if fd < 0:
+        seconds = await trio.to_thread.run_sync(self._segment.rotate, first_lsn)
+        if seconds is None:
             # The batch goes on into the current segment (records stay contiguous, retention
             # just keeps this longer segment until a later snapshot covers it); _rotate_due or
             # the snapshot cut stays set, so the next batch tries again.
             if self._postponed_rotations == 0:
                 log.warning("log segment rotation postponed: the process is out of file "
                             "descriptors; appending to %s until one is free",
-                            segment_path(self.data_dir, self._seg_first).name)
+                            self._segment.name)
             self._postponed_rotations += 1
             self._rotate_due = True
             return
@@ -520,8 +449,6 @@ class WriteAheadLog:
                         self._postponed_rotations)
             self._postponed_rotations = 0
         self._note_sync(seconds, target)
-        self._fd = fd
-        self._seg_first, self._seg_offset, self._good_offset = first_lsn, HEADER_SIZE, HEADER_SIZE
         self._rotate_due = False
         if self._rotate_after is not None and first_lsn > self._rotate_after:
             self._rotate_after = None
@@ -545,39 +472,12 @@ class WriteAheadLog:
     async def _fail(self, exc: OSError) -> None:
         # Called once at most: only run() calls it, and run() ends right after.
         self._set_error(exc)
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            await trio.to_thread.run_sync(self._cut_back, fd, self._good_offset)
+        await trio.to_thread.run_sync(self._segment.cut_back)
         # Waiters learn of the failure only now, when the file no longer holds their records,
         # and on_fatal runs in the same step, before any of them can answer a client.
         self._wake_everyone()
         if self._on_fatal is not None:
             self._on_fatal(exc)
-
-    @staticmethod
-    def _cut_back(fd: int, offset: int) -> None:
-        """Best effort: drop un-acknowledged bytes so a restart cannot replay them. No fsync:
-        the truncation reaching the disk is nice to have, retrying a failed fsync is not."""
-        try:
-            os.ftruncate(fd, offset)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-    def _close_files(self) -> None:
-        """Worker thread, on a clean close: the segment, the directory, and the spare (deleted:
-        a clean shutdown leaves only segments behind)."""
-        if self._spare_fd >= 0:
-            spare_segment_path(self.data_dir).unlink(missing_ok=True)
-        self._close_descriptors()
-
-    def _close_descriptors(self) -> None:
-        for name in ("_fd", "_spare_fd", "_dir_fd"):
-            fd = getattr(self, name)
-            if fd >= 0:
-                setattr(self, name, -1)
-                os.close(fd)
 
     def _stop(self) -> None:
         """run() is ending, normally or not: fail whatever was not written."""
@@ -586,7 +486,7 @@ class WriteAheadLog:
 
     def _release(self) -> None:
         # Cancelled mid-flight or failed: nothing to flush into any more.
-        self._close_descriptors()
+        self._segment.close_descriptors()
         if self._error is None and self.last_lsn > self._acked_lsn:
             self._error = LogClosedError(
                 f"the log flusher stopped before lsn {self._acked_lsn + 1}..{self.last_lsn} "

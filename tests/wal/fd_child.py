@@ -63,8 +63,8 @@ async def main(data: Path, mode: str) -> None:
             most_postponed = max(most_postponed, log.statistics().postponed_rotations)
             if mode == "steal" and i == 10:
                 # The spare's slot goes to a "client": no spare, and no descriptor to make one.
-                os.close(log._spare_fd)  # the test takes the slot on purpose
-                log._spare_fd = -1
+                os.close(log._segment.spare_fd)  # the test takes the slot on purpose
+                log._segment.spare_fd = -1
                 held.append(os.dup(0))
             elif mode == "steal" and i == 60:
                 os.close(held.pop())
