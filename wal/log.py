@@ -46,6 +46,7 @@ from typing import Literal
 
 import trio
 
+from wal.checkpoint import SnapshotTaker
 from wal.codec import new_packer
 from wal.errors import LogClosedError, LogFailedError, SnapshotError
 from wal.failpoints import failpoint, io_hooks
@@ -58,7 +59,7 @@ from wal.layout import (
 )
 from wal.lifecycle import REFUSING, Lifecycle, LogAction, LogState
 from wal.segment import Segment
-from wal.snapshot import SnapshotInfo, apply_retention, write_snapshot
+from wal.snapshot import SnapshotInfo
 
 FsyncPolicy = Literal["always", "interval", "none"]
 
@@ -164,7 +165,7 @@ class WriteAheadLog:
         self._postponed_rotations = 0
         self._rotate_due = False
         self._rotate_after: int | None = None
-        self._snapshot_running = False
+        self._snapshots = SnapshotTaker(self.data_dir)
 
         self._bytes_written = 0
         self._records_written = 0
@@ -513,30 +514,27 @@ class WriteAheadLog:
 
     async def snapshot(self, lsn: int, chunks: Iterable[object]) -> SnapshotInfo:
         """Write a snapshot of the state as of ``lsn`` (take it from :attr:`last_lsn` in the
-        same synchronous step as the state copy), then apply retention.
+        same synchronous step as the state copy), then apply retention (wal/checkpoint.py).
 
         The next record after ``lsn`` starts a new segment, so later retention can delete whole
         segments. Before the snapshot becomes visible, every record submitted so far is made
         durable: the chunks are fuzzy and may include effects of records after ``lsn``, and a
         crash must not keep such an effect while losing its record (a batch half-applied).
         """
-        if self._snapshot_running:
-            raise SnapshotError("a snapshot is already running")
+        self._snapshots.check_idle()
         if not 0 <= lsn <= self.last_lsn:
             raise SnapshotError(f"snapshot lsn {lsn} is outside 0..{self.last_lsn}")
         self._require(LogAction.SNAPSHOT)
-        self._snapshot_running = True
-        try:
-            mark = self._submitted_bytes
-            self._rotate_after = max(lsn, self._rotate_after or 0)
+        mark = self._submitted_bytes
 
-            async def make_log_durable() -> None:
-                await self._wait_synced(self.last_lsn)
+        def cut_after(cut: int) -> None:
+            self._rotate_after = max(cut, self._rotate_after or 0)
 
-            info = await write_snapshot(self.data_dir, lsn, chunks,
-                                        before_commit=make_log_durable)
+        async def make_log_durable() -> None:
+            await self._wait_synced(self.last_lsn)
+
+        def note_written() -> None:
             self._snapshot_mark = mark + self._bytes_before_start
-            await trio.to_thread.run_sync(apply_retention, self.data_dir)
-        finally:
-            self._snapshot_running = False
-        return info
+
+        return await self._snapshots.take(lsn, chunks, cut_after=cut_after,
+                                          make_durable=make_log_durable, on_written=note_written)
