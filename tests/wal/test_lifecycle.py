@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,11 @@ async def test_the_log_walks_new_running_closing_closed(tmp_path: Path) -> None:
         lsn = log.submit("a")
         await log.close()
     assert log.state is LogState.CLOSED and log.durable_lsn == lsn
+    stats = log.statistics()
+    assert (stats.state, stats.last_lsn, stats.durable_lsn, stats.records_written) == (
+        LogState.CLOSED, lsn, lsn, 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stats.fsync_count = 0  # type: ignore[misc]  # a snapshot, not a handle
     with pytest.raises(LogClosedError):
         log.submit("b")
     await log.close()  # again: a no-op
