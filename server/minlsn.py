@@ -44,7 +44,7 @@ def min_lsn(roster: Roster, app: ASGIApp) -> ASGIApp:
                                               f"{MIN_LSN_WAIT_S:g} s (applied: "
                                               f"{roster.applied_lsn})", "lsn_timeout")
                     except ApiError as err:
-                        await _refuse(err, receive, send)
+                        await _refuse(err, send)
                         return
                     break
         await app(scope, receive, send)
@@ -52,12 +52,10 @@ def min_lsn(roster: Roster, app: ASGIApp) -> ASGIApp:
     return asgi
 
 
-async def _refuse(err: ApiError, receive: Any, send: Any) -> None:
-    # Take the request's body off the connection first, so keep-alive stays in step.
-    while True:
-        message = await receive()
-        if message["type"] != "http.request" or not message.get("more_body"):
-            break
+async def _refuse(err: ApiError, send: Any) -> None:
+    # Answer without reading the body, like every refusal: the edge (server/edge.py) closes the
+    # connection when an answer goes out before the body has arrived, so keep-alive stays in
+    # step and a client cannot make us read a body without end.
     body = error_body(err)
     await send({"type": "http.response.start", "status": err.status,
                 "headers": [(b"content-type", b"application/json"),

@@ -18,7 +18,7 @@ import select
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,7 +27,7 @@ import pytest
 
 from tests.conftest import TOKEN
 from tests.e2e.helpers import client_for, new_id
-from tests.server_process import ServerProcess, wait_until
+from tests.server_process import ServerProcess, read_until_closed, started, wait_until
 
 KEY, SECRET = "edge-app-key", "edge-app-secret"
 #: a rejected request may have read at most this much of the body it refused (socket buffers)
@@ -43,19 +43,6 @@ def address(proc: ServerProcess) -> tuple[str, int]:
     parts = urlsplit(proc.url)
     assert parts.hostname is not None and parts.port is not None
     return parts.hostname, parts.port
-
-
-@contextmanager
-def started(proc: ServerProcess) -> Iterator[ServerProcess]:
-    proc.start()
-    try:
-        yield proc
-    finally:
-        try:
-            if proc.proc is not None and proc.proc.poll() is None:
-                assert proc.stop() == 0, proc.text()[-3000:]
-        finally:
-            proc.kill()  # reaps the child and closes its stdout pipe
 
 
 @pytest.fixture(scope="module")
@@ -79,23 +66,6 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 def connect(proc: ServerProcess) -> socket.socket:
     return socket.create_connection(address(proc), timeout=REPLY_S)
-
-
-def read_until_closed(s: socket.socket) -> bytes:
-    """Everything the server sends until it closes; fails if it is still open after REPLY_S."""
-    out = b""
-    for _ in range(10_000):  # bounded: each recv waits at most the socket timeout
-        try:
-            chunk = s.recv(65536)
-        except ConnectionResetError:
-            return out
-        except TimeoutError:
-            raise AssertionError(
-                f"the server kept the connection open after {out[:200]!r}") from None
-        if not chunk:
-            return out
-        out += chunk
-    raise AssertionError("unbounded answer")
 
 
 def flood_body(proc: ServerProcess, head: bytes, chunked: bool = False) -> tuple[bytes, int]:
@@ -152,6 +122,8 @@ REJECTED = [
     ("404 no route, chunked", b"POST /nope HTTP/1.1\r\nHost: x\r\ntoken: " + TOKEN.encode()
      + b"\r\n" + CHUNKED + b"\r\n", 404),
     ("405 method", b"POST /health HTTP/1.1\r\nHost: x\r\n" + BIG + b"\r\n", 405),
+    ("400 malformed X-Min-LSN, chunked", b"POST /channel/whitelist_set HTTP/1.1\r\nHost: x\r\n"
+     b"token: " + TOKEN.encode() + b"\r\nX-Min-LSN: x\r\n" + CHUNKED + b"\r\n", 400),
 ]
 
 
