@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -121,3 +124,37 @@ def wait_until(predicate: object, timeout: float = 10.0, what: str = "") -> None
             return
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+@contextmanager
+def started(proc: ServerProcess, *, clean_exit: bool = True) -> Iterator[ServerProcess]:
+    """Start ``proc``; at the end SIGTERM it (with ``clean_exit``, asserting exit code 0, the
+    log's own output in the message) and always reap it, closing its stdout pipe."""
+    proc.start()
+    try:
+        yield proc
+    finally:
+        try:
+            if proc.proc is not None and proc.proc.poll() is None:
+                code = proc.stop()
+                assert code == 0 or not clean_exit, proc.text()[-3000:]
+        finally:
+            proc.kill()
+
+
+def read_until_closed(s: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection; an assertion error if it is
+    still open when a recv outlasts the socket's timeout."""
+    out = b""
+    for _ in range(10_000):  # bounded: each recv waits at most the socket timeout
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            return out
+        except TimeoutError:
+            raise AssertionError(
+                f"the server kept the connection open after {out[:200]!r}") from None
+        if not chunk:
+            return out
+        out += chunk
+    raise AssertionError("unbounded answer")

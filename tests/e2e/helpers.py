@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import TOKEN
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, started
 
 JSON_CT = "application/json"
 #: What ``curl -d`` sends when no ``-H 'Content-Type: …'`` is given (as in WuKongIM's
@@ -86,15 +86,8 @@ def client_for(url: str, token: str | None = None, *, keep_alive: bool = True,
 def running(data_dir: Path, *args: str, token: str | None = TOKEN) -> Iterator[ServerProcess]:
     """A fresh server of its own on ``data_dir``; stopped with SIGTERM unless already gone."""
     extra = ("--token", token) if token else ()
-    proc = ServerProcess(data_dir, *extra, *args).start()
-    try:
+    with started(ServerProcess(data_dir, *extra, *args), clean_exit=False) as proc:
         yield proc
-    finally:
-        try:
-            if proc.proc is not None and proc.proc.poll() is None:
-                proc.stop()
-        finally:
-            proc.kill()  # reaps the child and closes its stdout pipe (no ResourceWarning)
 
 
 def stop_within(proc: ServerProcess, seconds: float, sig: int = signal.SIGTERM) -> int:

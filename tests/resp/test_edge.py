@@ -29,7 +29,7 @@ from server.resp_wire import ProtocolError, RequestParser
 from tests.conftest import TOKEN
 from tests.e2e.helpers import client_for, get_list, new_id, running, stop_within, subscribers
 from tests.resp.conftest import connect, raw_socket
-from tests.server_process import ServerProcess, run_cli, wait_until
+from tests.server_process import ServerProcess, read_until_closed, run_cli, wait_until
 
 AUTH = f"AUTH {TOKEN}\r\n".encode()
 NOAUTH = b"-NOAUTH Authentication required.\r\n"
@@ -554,18 +554,6 @@ def test_many_idle_connections_do_not_stop_others(shared_server: ServerProcess) 
     assert_serving(shared_server)
 
 
-def read_all(s: socket.socket) -> bytes:
-    out = b""
-    while True:
-        try:
-            chunk = s.recv(4096)
-        except ConnectionResetError:
-            return out
-        if not chunk:
-            return out
-        out += chunk
-
-
 def test_max_clients(tmp_path: Path) -> None:
     with running(tmp_path / "data", "--resp-max-clients", "50") as proc:
         addr = resp(proc)
@@ -574,7 +562,7 @@ def test_max_clients(tmp_path: Path) -> None:
                 s.sendall(b"PING\r\n")
                 assert s.recv(100) == b"+PONG\r\n"
             with socket.create_connection(addr, timeout=REPLY_S) as extra:
-                assert read_all(extra) == b"-ERR max number of clients reached\r\n"
+                assert read_until_closed(extra) == b"-ERR max number of clients reached\r\n"
             for s in socks[:5]:
                 s.close()
             kept: list[socket.socket] = []
@@ -595,7 +583,7 @@ def test_max_clients(tmp_path: Path) -> None:
             try:
                 wait_until(one_more, timeout=10, what="five places after closing five")
                 with socket.create_connection(addr, timeout=REPLY_S) as extra:
-                    assert read_all(extra) == b"-ERR max number of clients reached\r\n"
+                    assert read_until_closed(extra) == b"-ERR max number of clients reached\r\n"
                 for s in socks[5:]:
                     s.sendall(b"PING\r\n")
                     assert s.recv(100) == b"+PONG\r\n"
@@ -714,7 +702,7 @@ def test_sigterm_with_resp_clients_connected(tmp_path: Path) -> None:
             assert not failures, failures
             assert code == 0, proc.text()[-3000:]
             for s in idle:
-                assert read_all(s) == b""  # closed by the server, nothing sent
+                assert read_until_closed(s) == b""  # closed by the server, nothing sent
     assert len(acked) >= 500
     with running(data, "--fsync", "always") as proc, client_for(proc.url, TOKEN) as api:
         present = set(get_list(api, "whitelist", gid, 2))

@@ -12,15 +12,14 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import redis
 
 from tests.conftest import TOKEN
 from tests.resp.conftest import connect
-from tests.server_process import ServerProcess, wait_until
+from tests.server_process import ServerProcess, read_until_closed, started, wait_until
 from wal import list_segments
 
 AUTH = f"AUTH {TOKEN}\r\n".encode()
@@ -43,35 +42,9 @@ class LimitedServer(ServerProcess):
         return [python, "-c", boot, *args]
 
 
-@contextmanager
-def started(proc: ServerProcess) -> Iterator[ServerProcess]:
-    proc.start()
-    try:
-        yield proc
-    finally:
-        try:
-            if proc.proc is not None and proc.proc.poll() is None:
-                assert proc.stop() == 0, proc.text()[-3000:]
-        finally:
-            proc.kill()  # reaps the child and closes its stdout pipe
-
-
 def addr(proc: ServerProcess) -> tuple[str, int]:
     assert proc.resp is not None
     return proc.resp
-
-
-def read_until_closed(s: socket.socket) -> bytes:
-    out = b""
-    for _ in range(1000):  # bounded: each recv waits at most the socket timeout
-        try:
-            chunk = s.recv(4096)
-        except ConnectionResetError:
-            return out
-        if not chunk:
-            return out
-        out += chunk
-    raise AssertionError(f"still open after {out!r}")
 
 
 def test_a_stalled_command_is_closed_with_an_error(tmp_path: Path) -> None:
