@@ -280,18 +280,20 @@ def check_many(items: list[Any], name: str) -> list[tuple[str, str, int]]:
     return out
 
 
-_KNOWN: dict[int, frozenset[str]] = {}
+#: id(route field table) -> (the table, its names); holding the table keeps its id from being
+#: reused by another object, so a lookup never answers for the wrong table
+_KNOWN: dict[int, tuple[Sequence[Field], frozenset[str]]] = {}
 #: field names already warned about; bounded so that a client inventing names cannot grow it
 _WARNED: set[str] = set()
 _WARNED_MAX: Final = 1000
 
 
 def _known(fields: Sequence[Field]) -> frozenset[str]:
-    # The route tables are module constants, so their id() is stable for the process.
-    names = _KNOWN.get(id(fields))
-    if names is None:
-        names = _KNOWN[id(fields)] = frozenset(f.name for f in fields)
-    return names
+    # An id() lookup, not hashing the table: this runs on every parsed request.
+    entry = _KNOWN.get(id(fields))
+    if entry is None or entry[0] is not fields:
+        entry = _KNOWN[id(fields)] = (fields, frozenset(f.name for f in fields))
+    return entry[1]
 
 
 def _warn_unknown(fields: Sequence[Field], data: Mapping[Any, Any]) -> None:
