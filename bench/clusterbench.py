@@ -1,9 +1,10 @@
 """``cluster``: cluster mode against one node, in one run; printed as ratios (never asserted).
 
-Set-up: three ``nats-server -js`` in one cluster on loopback ports (``bench/natscluster.py``) and
-three ``roster serve --cluster`` nodes (stream replicas 3), beside one single-node ``roster serve
---fsync always``. ``KEYSPACE`` channels ``g:000000000000``.. are created on both through RESP
-first (the ids redis-benchmark's ``__rand_int__`` makes).
+Set-up: three ``nats-server -js`` in one cluster on loopback ports
+(``server/cluster/localnats.py``) and three ``roster serve --cluster`` nodes (stream replicas
+3), beside one single-node ``roster serve --fsync always``. ``KEYSPACE`` channels
+``g:000000000000``.. are created on both through RESP first (the ids redis-benchmark's
+``__rand_int__`` makes).
 
 Rows (``--duration`` seconds each, ``redis-benchmark``):
 
@@ -35,8 +36,8 @@ import trio
 
 from bench import procs
 from bench.common import Record, log, new_record, table
-from bench.natscluster import NATS_SERVER, NatsCluster
 from bench.respbench import resp_port_of, timed
+from server.cluster.localnats import NATS_SERVER, NatsCluster
 
 KEYSPACE = 1000
 FAILOVERS = 10
@@ -49,7 +50,8 @@ READ = ["CHECK", "u:__rand_int__", "g:__rand_int__", "2"]
 def roster_node(root: Path, name: str, nats_urls: str) -> procs.Child:
     cmd = [*procs.roster_command(root / name, "always"), "--cluster", nats_urls,
            "--node-id", name, "--lease-ms", str(LEASE_MS)]
-    return procs.Child(f"roster {name}", cmd, root / f"{name}.log")
+    return procs.Child(cmd, name=f"roster {name}", log_path=root / f"{name}.log",
+                       timeout=procs.START_TIMEOUT_S)
 
 
 def create_channels(port: int, count: int) -> None:
@@ -203,8 +205,8 @@ def run(duration: float, failovers: int, quick: bool) -> Record:
         rec["error"] = repr(exc)
     finally:
         for c in nodes.values():
-            c.stop()
-        single.stop()
+            c.close()
+        single.close()
         nats.stop()
     w1, wc = res.get("write_single", {}).get("rps"), res.get("write_cluster", {}).get("rps")
     r1 = res.get("check_one_follower", {}).get("rps")

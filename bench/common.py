@@ -107,15 +107,6 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return float(sorted_values[rank])
 
 
-def rss_bytes(pid: int | str = "self") -> int:
-    """Resident set size of a process (Linux /proc), 0 where unknown."""
-    try:
-        with open(f"/proc/{pid}/statm", encoding="ascii") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
 def fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"

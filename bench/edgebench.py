@@ -189,7 +189,7 @@ def run(params: dict[str, Any], quick: bool) -> Record:
                "--http-header-timeout", str(params["header_timeout"])]
         log(f"slowloris: {params['slow']} connections, header timeout "
             f"{params['header_timeout']} s")
-        with Child("roster (slowloris)", cmd, root / "slow.log") as child:
+        with Child(cmd, name="roster (slowloris)", log_path=root / "slow.log") as child:
             rec["results"]["slowloris"] = trio.run(
                 _slowloris, child.url, params["slow"], params["trickle"], params["seconds"],
                 params["header_timeout"] * 3 + 10)
@@ -200,7 +200,8 @@ def run(params: dict[str, Any], quick: bool) -> Record:
                             "INFO", *extra], params["nofile"])
             log(f"flood: {params['flood']} connections, RLIMIT_NOFILE {params['nofile']}, "
                 f"cap {cap}")
-            with Child(f"roster (flood, {cap})", cmd, root / f"flood-{cap}.log") as child:
+            with Child(cmd, name=f"roster (flood, {cap})",
+                       log_path=root / f"flood-{cap}.log") as child:
                 figures = trio.run(_flood, child.url, params["flood"], params["seconds"])
                 text = child.log_tail(1_000_000)
             figures["accept_error_lines"] = text.count("cannot accept HTTP connections")

@@ -150,7 +150,7 @@ def run(shape: Shape, client: str, duration: float, rounds: int, quick: bool) ->
             rec["notes"].append(f"{c.name} log tail: {c.log_tail(500)}")
     finally:
         for c in children:
-            code = c.stop()
+            code = c.close()
             if code not in (0, None, -15):
                 rec["notes"].append(f"{c.name} exited with {code}: {c.log_tail(500)}")
         shutil.rmtree(root, ignore_errors=True)

@@ -17,8 +17,9 @@ import subprocess
 import sys
 from typing import Any
 
-from bench.common import Record, log, new_record, rss_bytes, table
+from bench.common import Record, log, new_record, table
 from bench.gen import Shape
+from server.spawn import rss_bytes
 
 
 def _peak_rss() -> int:

@@ -105,10 +105,10 @@ def redis_server(shape: Shape) -> Iterator[tuple[int, dict[str, Any]]]:
     ``shape``; yields its port and a dict with its version and preload figures; stopped after."""
     root = Path(tempfile.mkdtemp(prefix="roster-bench-redis-"))
     port = procs.free_port()
-    server = procs.Child("redis-server", [
+    server = procs.Child([
         "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(root),
         "--save", "", "--appendonly", "yes", "--appendfsync", "no", "--daemonize", "no",
-        "--logfile", ""], root / "redis.log", ready=_READY, timeout=60)
+        "--logfile", ""], log_path=root / "redis.log", ready=_READY, timeout=60)
     out: dict[str, Any] = {}
     try:
         server.start()
@@ -128,7 +128,7 @@ def redis_server(shape: Shape) -> Iterator[tuple[int, dict[str, Any]]]:
         out["used_memory_bytes"] = used
         yield port, out
     finally:
-        server.stop()
+        server.close()
         shutil.rmtree(root, ignore_errors=True)
 
 

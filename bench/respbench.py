@@ -211,9 +211,9 @@ def probe(resp_port: int, url: str, member: tuple[str, str], keyspace: int) -> d
 
 def start_roster(template: Path, root: Path, fsync: str) -> procs.Child:
     data = procs.copy_data_dir(template, root / f"data-{fsync}")
-    return procs.Child(f"roster (fsync {fsync})",
-                       [*procs.roster_command(data, fsync), "--resp-port", "0"],
-                       root / f"roster-{fsync}.log").start()
+    return procs.Child([*procs.roster_command(data, fsync), "--resp-port", "0"],
+                       name=f"roster (fsync {fsync})", log_path=root / f"roster-{fsync}.log",
+                       timeout=procs.START_TIMEOUT_S).start()
 
 
 def resp_port_of(child: procs.Child, timeout: float = 30.0) -> int:
@@ -468,7 +468,7 @@ def run(shape: Shape, client: str, duration: float, rounds: int, quick: bool) ->
             rec["notes"].append(f"{c.name} log tail: {c.log_tail(500)}")
     finally:
         for c in children:
-            code = c.stop()
+            code = c.close()
             if code not in (0, None, -15):
                 rec["notes"].append(f"{c.name} exited with {code}: {c.log_tail(500)}")
         shutil.rmtree(root, ignore_errors=True)

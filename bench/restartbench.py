@@ -138,7 +138,8 @@ def roster_round(template: Path, root: Path, index: int, timeout: float) -> dict
     data = procs.copy_data_dir(template, root / f"roster-data-{index}")
     # roster_command's --log-level WARNING hides the INFO "recovered" line; the last one wins
     cmd = [*procs.roster_command(data, "none"), "--log-level", "INFO"]
-    child = procs.Child("roster serve", cmd, root / f"roster-{index}.log", timeout=timeout)
+    child = procs.Child(cmd, name="roster serve", log_path=root / f"roster-{index}.log",
+                        timeout=timeout)
     out: dict[str, Any] = {}
     t0 = time.perf_counter()
     try:
@@ -172,17 +173,17 @@ def roster_round(template: Path, root: Path, index: int, timeout: float) -> dict
         if warnings:
             out["log_warnings"] = warnings[:5]
     finally:
-        child.stop()
+        child.close()
         shutil.rmtree(data, ignore_errors=True)
     return out
 
 
 def redis_round(rdb_dir: Path, root: Path, index: int, timeout: float) -> dict[str, Any]:
     port = procs.free_port()
-    child = procs.Child("redis-server", [
+    child = procs.Child([
         "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(rdb_dir),
         "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no", "--daemonize", "no",
-        "--logfile", ""], root / f"redis-{index}.log", ready=None)
+        "--logfile", ""], log_path=root / f"redis-{index}.log", ready=None)
     out: dict[str, Any] = {}
     t0 = time.perf_counter()
     try:
@@ -215,7 +216,7 @@ def redis_round(rdb_dir: Path, root: Path, index: int, timeout: float) -> dict[s
         out["stop_s"] = sw.seconds
         out["exit_code"] = code
     finally:
-        child.stop()
+        child.close()
     return out
 
 

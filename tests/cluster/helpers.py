@@ -1,6 +1,6 @@
 """Real clusters for the cluster-mode tests: nats-server processes and `roster serve` nodes.
 
-``NatsCluster`` (``bench/natscluster.py``, shared with ``python -m bench cluster``) starts three
+``NatsCluster`` (``server/cluster/localnats.py``, shared with ``roster bench cluster``) starts three
 (or one) ``nats-server -js`` on free loopback ports, routed into one JetStream cluster, each with
 its own store directory, and waits on their ``/healthz`` until JetStream answers. ``RosterNode`` is
 a ``ServerProcess`` started with ``--cluster``. Every wait is a poll with a deadline
@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from bench.natscluster import NATS_SERVER, NatsCluster, NatsServer
+from server.cluster.localnats import NATS_SERVER, NatsCluster, NatsServer
 from tests.server_process import ServerProcess, wait_until
 
 __all__ = ["NATS_SERVER", "NatsCluster", "NatsServer", "RosterNode", "leader_of", "stop_all"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.natscluster import NATS_SERVER, NatsCluster
-from bench.procs import free_port
+from server.cluster.localnats import NATS_SERVER, NatsCluster
+from server.spawn import free_port
 from tests.cluster.helpers import RosterNode, leader_of
 from tests.server_process import run_cli
 

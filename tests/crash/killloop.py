@@ -132,7 +132,7 @@ def run_loop(
                 code = server.kill()
                 if code != -signal.SIGKILL:
                     raise Violation(f"the server exited by itself with {code}:\n"
-                                    + "".join(server.output[-20:]))
+                                    + server.log_tail(2000))
                 workload.stop()
                 if aim is not None:
                     aim.join(10)
@@ -158,7 +158,7 @@ def run_loop(
                     + "".join(f"\n    {m}" for m in settled.messages))
             # A clean stop at the end must keep everything too.
             if server.stop() != 0:
-                raise Violation("SIGTERM did not exit 0:\n" + "".join(server.output[-20:]))
+                raise Violation("SIGTERM did not exit 0:\n" + server.log_tail(2000))
             workload.settle_offline(data)
         except Violation as exc:
             result.violation = str(exc)

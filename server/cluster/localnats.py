@@ -1,20 +1,20 @@
 """nats-server processes with JetStream on free loopback ports, routed into one cluster.
 
-Used by ``python -m bench cluster`` and by the cluster tests (``tests/cluster/``): each server
-has its own store directory and monitor port, and ``wait_healthy`` polls ``/healthz`` (which
-answers 200 once JetStream is up) with a deadline.
+For trying cluster mode on one machine and for what does exactly that: ``roster bench cluster``
+and the cluster tests. Each server has its own store directory, client port, route port and
+monitor port; ``wait_healthy`` polls ``/healthz`` (200 once JetStream is up) with a deadline.
+Each process is a ``server.spawn.Child`` with its output in ``<name>.log`` beside its store.
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 
-from bench.procs import free_port
+from server.spawn import Child, free_port
 
 NATS_SERVER = shutil.which("nats-server") or (
     "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None)
@@ -27,25 +27,33 @@ class NatsServer:
         self.name, self.store, self.port = name, store, port
         self.cluster_port, self.monitor_port, self.routes = cluster_port, monitor_port, routes
         self.cluster = cluster
-        self.proc: subprocess.Popen[bytes] | None = None
         self.log = store.parent / f"{name}.log"
+        args = [NATS_SERVER or "nats-server", "-js", "-sd", str(store), "-n", name,
+                "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor_port)]
+        if routes:
+            args += ["--cluster_name", cluster, "--cluster", f"nats://127.0.0.1:{cluster_port}",
+                     "--routes", ",".join(f"nats://127.0.0.1:{p}" for p in routes)]
+        # ready=None: nats-server's start lines say nothing about JetStream; /healthz does
+        self.child = Child(args, name=f"nats-server {name}", log_path=self.log, ready=None,
+                           stop_timeout=10.0)
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def start(self) -> NatsServer:
         if NATS_SERVER is None:
             raise RuntimeError("nats-server is not installed (Debian package nats-server)")
         self.store.mkdir(parents=True, exist_ok=True)
-        args = [NATS_SERVER, "-js", "-sd", str(self.store), "-n", self.name, "-a", "127.0.0.1",
-                "-p", str(self.port), "-m", str(self.monitor_port)]
-        if self.routes:
-            args += ["--cluster_name", self.cluster,
-                     "--cluster", f"nats://127.0.0.1:{self.cluster_port}",
-                     "--routes", ",".join(f"nats://127.0.0.1:{p}" for p in self.routes)]
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        self.child.start()
+        return self
+
+    def running(self) -> bool:
+        return self.child.running()
+
+    def kill(self) -> None:
+        if self.child.running():
+            self.child.kill()
 
     def healthy(self) -> bool:
         try:
@@ -53,14 +61,6 @@ class NatsServer:
         except httpx.HTTPError:
             return False
         return r.status_code == 200
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
 
 class NatsCluster:
