@@ -141,6 +141,49 @@ class AcceptErrors:
             self.failures = 0
 
 
+class InFlight:
+    """Requests under way, so shutdown can wait for exactly those and cancel the rest.
+
+    A request counts from the moment its headers are in (the connection counts it, before any
+    checkpoint) until its answer is complete, and again while its application task runs (the
+    app wrapper counts that): zero means no request on any connection is being answered.
+    Counting at the application alone left a gap: a request parsed just before shutdown but
+    whose task had not started yet looked like none, was cancelled, and got hypercorn's empty
+    500 instead of its answer.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    def begin(self) -> None:
+        if self.count == 0:
+            self._idle = trio.Event()
+        self.count += 1
+
+    def end(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    def wrap(self, app: Any) -> Any:
+        async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                return await app(scope, receive, send)  # type: ignore[no-any-return]
+            self.begin()
+            try:
+                await app(scope, receive, send)
+            finally:
+                self.end()
+
+        return asgi
+
+    async def drained(self) -> None:
+        while self.count:
+            await self._idle.wait()
+
+
 class Inbox:
     """The request messages of one ASGI call. Unlike hypercorn's bare channel, the disconnect
     never waits for room: it closes the channel, so the application reads what was queued and
@@ -215,8 +258,12 @@ class Connection:
     and closes once (shielded)."""
 
     def __init__(self, app: AppWrapper, config: HypercornConfig, context: WorkerContext,
-                 state: LifespanState, stream: trio.SocketStream, limits: EdgeLimits) -> None:
+                 state: LifespanState, stream: trio.SocketStream, limits: EdgeLimits,
+                 in_flight: InFlight) -> None:
         self.app = app
+        self.in_flight = in_flight
+        #: this connection's current request is counted in ``in_flight``
+        self._counted = False
         self.config = config
         self.context = context
         self.state = state
@@ -349,9 +396,13 @@ class Connection:
     def _updated(self, idle: bool) -> None:
         now = trio.current_time()
         if idle:  # the answer is complete and the connection kept: wait for the next request
+            self._uncount()
             self.idle_since = now
             self.header_from = now if self.protocol.connection.trailing_data[0] else None
         else:  # a request's headers are in
+            if not self._counted:
+                self._counted = True
+                self.in_flight.begin()
             self.request_from = now
             self.header_from = None
             self.answering = False
@@ -374,10 +425,16 @@ class Connection:
             await self.close()
             await self.protocol.handle(Closed())
 
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.in_flight.end()
+
     async def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        self._uncount()  # a request cut off by the close is no longer under way
         with trio.CancelScope(shield=True):
             try:
                 # A FIN before the close, unless a write is under way (a peer that stopped
@@ -401,8 +458,9 @@ class Edge:
     """The accept loops of the HTTP port and the connections they started."""
 
     def __init__(self, app: AppWrapper, config: HypercornConfig, context: WorkerContext,
-                 state: LifespanState, limits: EdgeLimits) -> None:
+                 state: LifespanState, limits: EdgeLimits, in_flight: InFlight) -> None:
         self.app = app
+        self.in_flight = in_flight
         self.config = config
         self.context = context
         self.state = state
@@ -426,7 +484,8 @@ class Edge:
             nursery.start_soon(self._serve, stream)
 
     async def _serve(self, stream: trio.SocketStream) -> None:
-        conn = Connection(self.app, self.config, self.context, self.state, stream, self.limits)
+        conn = Connection(self.app, self.config, self.context, self.state, stream, self.limits,
+                          self.in_flight)
         self.connections.add(conn)
         try:
             await conn.run()
@@ -444,11 +503,13 @@ class Edge:
 
 async def serve_http(app: AppWrapper, config: HypercornConfig, limits: EdgeLimits, *,
                      sockets: Sockets, shutdown_trigger: Callable[[], Awaitable[None]],
+                     in_flight: InFlight | None = None,
                      task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``app`` on the bound, listening ``sockets`` until ``shutdown_trigger`` returns.
 
     Then the port closes, idle keep-alive connections close, and requests in flight finish in
-    their connections (each closes after its answer); the caller bounds that wait by cancelling.
+    their connections (each closes after its answer). ``in_flight`` counts those requests; the
+    caller waits for its ``drained()`` and bounds that wait by cancelling.
     """
     lifespan_state: LifespanState = {}
     lifespan = Lifespan(app, config, lifespan_state)
@@ -456,7 +517,7 @@ async def serve_http(app: AppWrapper, config: HypercornConfig, limits: EdgeLimit
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
-        edge = Edge(app, config, context, lifespan_state, limits)
+        edge = Edge(app, config, context, lifespan_state, limits, in_flight or InFlight())
         log.info("http: at most %d connections; deadlines: headers %g s, body %g s, idle %g s",
                  limits.max_connections, limits.header_timeout, limits.body_timeout,
                  limits.idle_timeout)

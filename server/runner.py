@@ -24,7 +24,7 @@ import math
 import signal
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -33,7 +33,7 @@ from hypercorn.utils import wrap_app
 
 from server.app import create_app
 from server.config import Settings
-from server.edge import EdgeLimits, raise_nofile_limit, serve_http
+from server.edge import EdgeLimits, InFlight, raise_nofile_limit, serve_http
 from server.resp import RespServer
 from server.restore import load_state
 from server.service import Roster
@@ -49,35 +49,6 @@ log = logging.getLogger("roster")
 
 #: how long in-flight requests get to finish after SIGTERM/SIGINT
 GRACEFUL_TIMEOUT_S = 10.0
-
-
-class InFlight:
-    """Counts HTTP requests inside the app, so shutdown can wait for exactly those."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._idle = trio.Event()
-        self._idle.set()
-
-    def wrap(self, app: Any) -> Any:
-        async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
-            if scope["type"] != "http":
-                return await app(scope, receive, send)  # type: ignore[no-any-return]
-            if self.count == 0:
-                self._idle = trio.Event()
-            self.count += 1
-            try:
-                await app(scope, receive, send)
-            finally:
-                self.count -= 1
-                if self.count == 0:
-                    self._idle.set()
-
-        return asgi
-
-    async def drained(self) -> None:
-        while self.count:
-            await self._idle.wait()
 
 
 class RecoveryLog:
@@ -236,7 +207,8 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]]
                         resp_addrs = await web.start(resp.serve)
                     addrs = await web.start(partial(
                         serve_http, wrap_app(requests.wrap(app), hcfg.wsgi_max_body_size, "asgi"),
-                        hcfg, limits, sockets=http_sockets, shutdown_trigger=stop.wait))
+                        hcfg, limits, sockets=http_sockets, shutdown_trigger=stop.wait,
+                        in_flight=requests))
                     if resp is not None:
                         print(f"roster: resp on {' '.join(resp_addrs)}", flush=True)
                     print(f"roster: listening on {' '.join(addrs)} (version {version()}, data "
