@@ -15,12 +15,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from server import config
+
+if TYPE_CHECKING:
+    import httpx
 
 #: exit codes of the client commands
 OK, FAILED, USAGE = 0, 1, 2
@@ -108,6 +109,10 @@ def snapshot(args: argparse.Namespace) -> int:
         print(f"roster: invalid configuration: {exc}", file=sys.stderr)
         return USAGE
     headers = {"token": settings.token} if settings.token else {}
+    # imported here: `roster serve` imports this module for its flags and must not pay for
+    # httpx (about a fifth of its start-up imports) on every start
+    import httpx
+
     try:
         with httpx.Client(timeout=args.timeout, verify=True) as client:
             response = client.post(f"{url}/admin/snapshot", headers=headers)

@@ -93,7 +93,7 @@ RESP_ROWS = ("resp_check_1", "resp_check_64", "resp_check_64_hot", "resp_check_p
                     reason="redis-benchmark not installed (apt-get install -y redis-server)")
 def test_resp_record(capsys: pytest.CaptureFixture[str]) -> None:
     rec = run_json(capsys, "resp", "--quick", "--channels", "300", "--members", "3",
-                   "--duration", "0.2", "--client", "trio")
+                   "--duration", "0.05", "--client", "trio")
     check_common(rec, "resp")
     res = rec["results"]
     assert res["tools"]["redis-benchmark"]

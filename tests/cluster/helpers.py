@@ -18,7 +18,13 @@ import httpx
 from server.cluster.localnats import NATS_SERVER, NatsCluster, NatsServer
 from tests.server_process import ServerProcess, wait_until
 
-__all__ = ["NATS_SERVER", "NatsCluster", "NatsServer", "RosterNode", "leader_of", "stop_all"]
+__all__ = ["HTTP", "NATS_SERVER", "NatsCluster", "NatsServer", "RosterNode", "leader_of",
+           "stop_all"]
+
+#: one client for every plain request of the cluster tests (health polls above all): making an
+#: httpx client loads the certificate store, ~20 ms of CPU, which a poll every 20 ms per node
+#: turned into most of this suite's CPU time. Thread-safe; timeout as httpx's default.
+HTTP = httpx.Client(timeout=5.0)
 
 #: the lease the test nodes run with: short, so failovers stay quick, yet well above a
 #: scheduling hiccup on a busy two-core machine
@@ -37,7 +43,7 @@ class RosterNode(ServerProcess):
         if self.proc is None or self.proc.poll() is not None:
             return None
         try:
-            r = httpx.get(self.url + "/health", timeout=2.0)
+            r = HTTP.get(self.url + "/health", timeout=2.0)
         except httpx.HTTPError:
             return None
         body: dict[str, Any] = r.json()

@@ -11,11 +11,10 @@ import os
 import signal
 from pathlib import Path
 
-import httpx
 import nats as nats_client
 import pytest
 
-from tests.cluster.helpers import NatsCluster, RosterNode, leader_of
+from tests.cluster.helpers import HTTP, NatsCluster, RosterNode, leader_of
 from tests.cluster.writers import Writers
 from tests.server_process import wait_until
 
@@ -44,12 +43,12 @@ def knows_no_leader(node: RosterNode) -> bool:
 
 def create_channel(nodes: list[RosterNode]) -> None:
     leader = leader_of(nodes)
-    r = httpx.post(leader.url + "/channel", json={"channel_id": CHANNEL, "channel_type": 2})
+    r = HTTP.post(leader.url + "/channel", json={"channel_id": CHANNEL, "channel_type": 2})
     assert r.status_code == 200
 
 
 def whitelist(node: RosterNode, min_lsn: int) -> set[str]:
-    r = httpx.get(node.url + "/channel/whitelist", params={"channel_id": CHANNEL,
+    r = HTTP.get(node.url + "/channel/whitelist", params={"channel_id": CHANNEL,
                                                            "channel_type": 2},
                   headers={"X-Min-LSN": str(min_lsn)}, timeout=10)
     assert r.status_code == 200, r.text
@@ -111,7 +110,7 @@ def test_a_stopped_leader_acknowledges_nothing_once_replaced(nodes: list[RosterN
         late = Writers(CHANNEL, lambda: old.url, threads=3, follow=False, timeout=60).start()
         others = [n for n in nodes if n is not old]
         new = leader_of(others, timeout=TAKEOVER_S)
-        r = httpx.post(new.url + "/channel/whitelist_add",
+        r = HTTP.post(new.url + "/channel/whitelist_add",
                        json={"channel_id": CHANNEL, "channel_type": 2, "uids": ["after"]})
         assert r.status_code == 200
     finally:
@@ -142,7 +141,7 @@ def test_nats_minority_loss_keeps_writing_majority_loss_stops_writes_not_reads(
         wait_until(lambda: knows_no_leader(nodes[0]), timeout=TAKEOVER_S,
                    what="a follower forgetting the leader without a NATS majority")
         stalled = writers.acked_count()
-        r = httpx.post(nodes[0].url + "/channel/whitelist_add",
+        r = HTTP.post(nodes[0].url + "/channel/whitelist_add",
                        json={"channel_id": CHANNEL, "channel_type": 2, "uids": ["x"]}, timeout=10)
         assert r.status_code == 503
         for n in nodes:  # reads go on
@@ -178,7 +177,7 @@ def test_a_node_with_an_empty_data_dir_starts_from_the_stored_snapshot(
         for _ in range(2):  # the second stored snapshot purges the stream up to the first
             acked_after(writers, 30)
             leader = leader_of(nodes)
-            assert httpx.post(leader.url + "/admin/snapshot", timeout=30).status_code == 200
+            assert HTTP.post(leader.url + "/admin/snapshot", timeout=30).status_code == 200
         acked_after(writers, 30)
     finally:
         writers.stop()

@@ -8,7 +8,7 @@ import uuid
 import httpx
 import redis
 
-from tests.cluster.helpers import NatsCluster, RosterNode, leader_of
+from tests.cluster.helpers import HTTP, NatsCluster, RosterNode, leader_of
 
 Shared = tuple[NatsCluster, list[RosterNode]]
 
@@ -65,7 +65,7 @@ def test_a_write_to_a_follower_is_redirected_to_the_leader(shared: Shared) -> No
     leader = leader_of(nodes)
     follower = followers(nodes, leader)[0]
     cid = fresh("g")
-    r = httpx.post(follower.url + "/channel?x=1", json={"channel_id": cid, "channel_type": 2})
+    r = HTTP.post(follower.url + "/channel?x=1", json={"channel_id": cid, "channel_type": 2})
     assert r.status_code == 307
     assert r.headers["location"] == leader.url + "/channel?x=1"
     assert r.json() == {"status": 307, "msg": "not the leader", "code": "not_leader",
@@ -92,16 +92,16 @@ def test_x_min_lsn_and_waitlsn_give_read_your_writes_on_a_follower(shared: Share
     follower = followers(nodes, leader)[1]
     cid = fresh("g")
     assert leader.resp is not None and follower.resp is not None
-    assert httpx.post(leader.url + "/channel",
+    assert HTTP.post(leader.url + "/channel",
                       json={"channel_id": cid, "channel_type": 2}).status_code == 200
     with redis.Redis(*leader.resp, socket_timeout=10) as lead, \
             redis.Redis(*follower.resp, socket_timeout=10) as follow:
         for i in range(20):
-            r = httpx.post(leader.url + "/channel/whitelist_add",
+            r = HTTP.post(leader.url + "/channel/whitelist_add",
                            json={"channel_id": cid, "channel_type": 2, "uids": [f"u{i}"]})
             assert r.status_code == 200
             lsn = int(r.headers["x-lsn"])
-            got = httpx.get(follower.url + "/channel/whitelist",
+            got = HTTP.get(follower.url + "/channel/whitelist",
                             params={"channel_id": cid, "channel_type": 2},
                             headers={"X-Min-LSN": str(lsn)})
             assert f"u{i}" in got.json()
@@ -114,21 +114,21 @@ def test_x_min_lsn_and_waitlsn_give_read_your_writes_on_a_follower(shared: Share
             raise AssertionError("WAITLSN past the stream's end answered")
         except redis.exceptions.ResponseError as exc:
             assert str(exc).startswith(f"TIMEOUT record {ahead} not applied within 50 ms")
-    r = httpx.get(follower.url + "/channel/whitelist",
+    r = HTTP.get(follower.url + "/channel/whitelist",
                   params={"channel_id": cid, "channel_type": 2},
                   headers={"X-Min-LSN": str(ahead)})
     assert r.status_code == 503
     assert r.json()["code"] == "lsn_timeout"
-    r = httpx.get(follower.url + "/health", headers={"X-Min-LSN": "-1"})
+    r = HTTP.get(follower.url + "/health", headers={"X-Min-LSN": "-1"})
     assert r.status_code == 400
 
 
 def test_metrics_say_role_and_lag(shared: Shared) -> None:
     _, nodes = shared
     leader = leader_of(nodes)
-    text = httpx.get(leader.url + "/metrics").text
+    text = HTTP.get(leader.url + "/metrics").text
     assert 'roster_cluster_role{role="leader"} 1.0' in text
     assert "roster_cluster_replication_lag 0.0" in text
     assert "roster_cluster_lease_renewals_total" in text
-    text = httpx.get(followers(nodes, leader)[0].url + "/metrics").text
+    text = HTTP.get(followers(nodes, leader)[0].url + "/metrics").text
     assert 'roster_cluster_role{role="follower"} 1.0' in text
