@@ -144,9 +144,10 @@ class AcceptErrors:
 class InFlight:
     """Requests under way, so shutdown can wait for exactly those and cancel the rest.
 
-    A request counts from the moment its headers are in (the connection counts it, before any
-    checkpoint) until its answer is complete, and again while its application task runs (the
-    app wrapper counts that): zero means no request on any connection is being answered.
+    A request counts from the moment its headers are parsed (the connection counts it, with no
+    checkpoint between the parse and the count) until its answer is complete, and again while
+    its application task runs (the app wrapper counts that): zero means no request on any
+    connection is being answered.
     Counting at the application alone left a gap: a request parsed just before shutdown but
     whose task had not started yet looked like none, was cancelled, and got hypercorn's empty
     500 instead of its answer.

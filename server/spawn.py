@@ -42,8 +42,9 @@ _POLL_S = 0.005
 
 
 class ChildError(RuntimeError):
-    """The child did not become ready (it exited, or its line did not appear in time), or did
-    not exit in time after a signal; the message carries the end of its output."""
+    """The child did not become ready: it exited, or its line did not appear in time. The
+    message carries the end of its output. (A slow exit after a signal is
+    ``subprocess.TimeoutExpired``, as from ``Popen.wait``.)"""
 
 
 class Child:
@@ -74,6 +75,8 @@ class Child:
 
     def start(self) -> Child:
         """Start (or start again: the output of an earlier run is discarded)."""
+        if self.running():
+            raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
         self._close_log()
         self.url, self.startup_s = "", 0.0
         self._log = self._open_log()

@@ -14,12 +14,12 @@ from tests.server_process import ServerProcess
 
 TOKEN = "test-manager-token"
 
-# Compiled-module caches, even where PYTHONDONTWRITEBYTECODE is set (as on this project's CI
-# machine): without them each xdist worker re-runs pytest's assertion rewrite over ~440 modules
-# (~5 s of CPU) and each of the ~175 server processes the suite starts compiles server/ and wal/
-# again (~0.1 s each). The caches go to a directory of their own under the temp dir, never into
-# the source tree, which is what that variable usually protects. Set before any worker or
-# server process starts, so they all inherit it.
+# Compiled-module caches, even where PYTHONDONTWRITEBYTECODE is set (as on the machine the
+# suite's figures come from): without them each xdist worker re-runs pytest's assertion rewrite
+# over ~440 modules (~4 s of CPU) and each of the ~175 server processes the suite starts
+# compiles server/ and wal/ again (~0.1 s each). The caches go to a directory of their own
+# under the temp dir, never into the source tree, which is what that variable usually
+# protects. Set before any worker or server process starts, so they all inherit it.
 if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None or sys.dont_write_bytecode:
     _prefix = os.path.join(tempfile.gettempdir(), f"roster-tests-pycache-{os.getuid()}")
     os.environ.setdefault("PYTHONPYCACHEPREFIX", _prefix)

@@ -103,3 +103,10 @@ def test_roster_child_finds_both_listeners(tmp_path: Path) -> None:
 def test_free_port_is_bindable() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", free_port()))
+
+
+def test_a_running_child_is_not_started_twice() -> None:
+    with Child(python(READY + "; time.sleep(60)"), name="toy") as child:
+        with pytest.raises(RuntimeError, match="toy is already running"):
+            child.start()
+        assert child.running()
