@@ -74,4 +74,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """Two workers per core: a worker spends much of its time waiting on a child process (a
     start, a deadline, a failover), and measured on 2 cores 4 workers beat 2."""
-    return 2 * len(os.sched_getaffinity(0))
+    usable = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+              else os.cpu_count() or 1)  # the cores this process may use, where the OS says
+    return 2 * usable
