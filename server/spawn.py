@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import signal
 import socket
@@ -230,11 +231,31 @@ class RosterChild(Child):
 
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago, for programs that cannot take port 0
-    (nats-server's cluster routes name each other's ports up front)."""
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    (nats-server's cluster routes name each other's ports up front).
+
+    Picked at random below the kernel's ephemeral range: a port from that range (what a bind to
+    port 0 returns) can be taken, between the pick and the program's own bind, by any other
+    process binding port 0 or opening an outgoing connection, which a busy test run does all
+    the time. Below the range only another explicit pick can collide.
+    """
+    low = _ephemeral_low()
+    for _ in range(1000):
+        port = random.randrange(max(1024, low - 20_000), low)
+        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise ChildError("no free loopback port below the ephemeral range")
+
+
+def _ephemeral_low(default: int = 32768) -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            return max(2048, int(f.read().split()[0]))
+    except (OSError, ValueError, IndexError):
+        return default
 
 
 def rss_bytes(pid: int | str = "self") -> int:

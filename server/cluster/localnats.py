@@ -69,22 +69,40 @@ class NatsServer:
 
 class NatsCluster:
     def __init__(self, root: Path, size: int = 3, name: str = "roster-nats") -> None:
-        ports = [(free_port(), free_port(), free_port()) for _ in range(size)]
+        self.root, self.size, self.name = root, size, name
+        self.servers = self._plan()
+
+    def _plan(self) -> list[NatsServer]:
+        ports = [(free_port(), free_port(), free_port()) for _ in range(self.size)]
         cluster_ports = [p[1] for p in ports]
-        self.servers = [
-            NatsServer(f"n{i}", root / f"nats{i}", p, c, m,
-                       [q for q in cluster_ports if q != c] if size > 1 else [], name)
-            for i, (p, c, m) in enumerate(ports)]
+        return [NatsServer(f"n{i}", self.root / f"nats{i}", p, c, m,
+                           [q for q in cluster_ports if q != c] if self.size > 1 else [],
+                           self.name)
+                for i, (p, c, m) in enumerate(ports)]
 
     @property
     def urls(self) -> str:
         return ",".join(s.url for s in self.servers)
 
     def start(self) -> NatsCluster:
-        for s in self.servers:
-            s.start()
-        self.wait_healthy()
-        return self
+        """Start every server and wait until JetStream answers. A server that lost one of its
+        ports to another process between the pick and its own bind exits at once; then the
+        cluster starts afresh on new ports (three attempts)."""
+        for attempt in range(3):
+            for s in self.servers:
+                s.start()
+            try:
+                self.wait_healthy()
+                return self
+            except RuntimeError:
+                self.stop()
+                lost = any("address already in use" in s.child.text() for s in self.servers)
+                if not lost or attempt == 2:
+                    raise
+                for s in self.servers:
+                    shutil.rmtree(s.store, ignore_errors=True)
+                self.servers = self._plan()
+        raise AssertionError("unreachable")
 
     def wait_healthy(self, servers: list[NatsServer] | None = None) -> None:
         for s in servers or self.servers:

@@ -1,7 +1,9 @@
-"""Start-up of a cluster node when NATS cannot be used: one line, exit code 3 (wait and retry)."""
+"""Start-up of a cluster node when NATS cannot be used: one line, exit code 3 (wait and retry);
+and of the local NATS cluster the tests and the benchmark start (server/cluster/localnats.py)."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,19 @@ def test_a_node_with_another_lease_than_the_bucket_is_warned(tmp_path: Path) -> 
             assert again.stop() == 0
     finally:
         nats.stop()
+
+
+def test_a_port_taken_before_nats_binds_it_gets_new_ports(tmp_path: Path) -> None:
+    if NATS_SERVER is None:
+        pytest.skip("nats-server is not installed (.ci/run installs the Debian package)")
+    nats = NatsCluster(tmp_path / "nats", size=1)
+    taken = nats.servers[0].port
+    with socket.socket() as squatter:  # another process got there between the pick and the bind
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        try:
+            nats.start()
+            assert nats.servers[0].port != taken
+            assert nats.servers[0].healthy()
+        finally:
+            nats.stop()

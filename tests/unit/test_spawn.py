@@ -100,9 +100,12 @@ def test_roster_child_finds_both_listeners(tmp_path: Path) -> None:
     assert roster.wait() == 0
 
 
-def test_free_port_is_bindable() -> None:
+def test_free_port_is_bindable_and_below_the_ephemeral_range() -> None:
+    port = free_port()
+    with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+        assert 1024 <= port < int(f.read().split()[0])
     with socket.socket() as s:
-        s.bind(("127.0.0.1", free_port()))
+        s.bind(("127.0.0.1", port))
 
 
 def test_a_running_child_is_not_started_twice() -> None:
