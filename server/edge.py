@@ -401,7 +401,9 @@ class Connection:
             self.idle_since = now
             self.header_from = now if self.protocol.connection.trailing_data[0] else None
         else:  # a request's headers are in
-            if not self._counted:
+            # (a request parsed from what was buffered after the close, e.g. a shutdown closing
+            # an idle connection, is never answered here: counting it would hold the drain)
+            if not self._counted and not self.closed:
                 self._counted = True
                 self.in_flight.begin()
             self.request_from = now
