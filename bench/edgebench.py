@@ -29,6 +29,7 @@ import trio
 
 from bench.common import Record, log, new_record, percentile, table
 from bench.procs import Child, roster_command
+from server.spawn import with_nofile_limit
 
 CHECK = json.dumps({"from_uid": "u1", "channel_id": "g1", "channel_type": 2}).encode()
 CHECK_REQUEST = (b"POST /permission/check HTTP/1.1\r\nHost: bench\r\nContent-Type: "
@@ -173,14 +174,6 @@ async def _latencies_on(stream: trio.SocketStream, seconds: float) -> list[float
     return out
 
 
-def _limited(cmd: list[str], nofile: int) -> list[str]:
-    python, _, _, *args = cmd
-    boot = ("import resource, runpy; "
-            f"resource.setrlimit(resource.RLIMIT_NOFILE, ({nofile}, {nofile})); "
-            "runpy.run_module('server', run_name='__main__', alter_sys=True)")
-    return [python, "-c", boot, *args]
-
-
 def run(params: dict[str, Any], quick: bool) -> Record:
     rec = new_record("edge", quick, params)
     with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp:
@@ -196,8 +189,8 @@ def run(params: dict[str, Any], quick: bool) -> Record:
         rec["results"]["flood"] = {}
         for cap in ("derived", "above-limit"):
             extra = [] if cap == "derived" else ["--http-max-connections", "100000"]
-            cmd = _limited([*roster_command(root / f"flood-{cap}", "none"), "--log-level",
-                            "INFO", *extra], params["nofile"])
+            cmd = with_nofile_limit([*roster_command(root / f"flood-{cap}", "none"),
+                                     "--log-level", "INFO", *extra], params["nofile"])
             log(f"flood: {params['flood']} connections, RLIMIT_NOFILE {params['nofile']}, "
                 f"cap {cap}")
             with Child(cmd, name=f"roster (flood, {cap})",

@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import IO
 
 __all__ = ["LISTENING", "Child", "ChildError", "RosterChild", "free_port", "roster_command",
-           "rss_bytes"]
+           "rss_bytes", "with_nofile_limit"]
 
 #: the line ``roster serve`` (and the floor) prints once HTTP accepts connections
 LISTENING = re.compile(r"listening on (http://\S+)")
@@ -197,21 +197,38 @@ def roster_command(data_dir: Path, *args: str, host: str = "127.0.0.1") -> list[
             "--host", host, "--port", "0", "--resp-port", "0", *args]
 
 
+def with_nofile_limit(cmd: Sequence[str], soft: int, hard: int | None = None) -> list[str]:
+    """``cmd`` (a ``python -m server …`` line, as ``roster_command`` makes it) run with its
+    RLIMIT_NOFILE set to ``soft``/``hard`` (default: ``soft``) before the server starts: how the
+    tests and the edge benchmark put a server at a descriptor limit without touching their own."""
+    python, dash_m, module, *args = cmd
+    if (dash_m, module) != ("-m", "server"):
+        raise ValueError(f"not a python -m server command: {list(cmd)[:3]}")
+    limits = (soft, soft if hard is None else hard)
+    boot = ("import resource, runpy; "
+            f"resource.setrlimit(resource.RLIMIT_NOFILE, {limits}); "
+            "runpy.run_module('server', run_name='__main__', alter_sys=True)")
+    return [python, "-c", boot, *args]
+
+
 class RosterChild(Child):
-    """``roster serve`` on ``data_dir`` (free ports; ``args`` appended to the command line)."""
+    """``roster serve`` on ``data_dir`` (free ports; ``args`` appended to the command line);
+    ``nofile=(soft, hard)`` starts it at that descriptor limit."""
 
     def __init__(self, data_dir: Path, *args: str, env: Mapping[str, str] | None = None,
                  log_path: Path | None = None, name: str = "roster", timeout: float = 60.0,
-                 stop_timeout: float = 30.0) -> None:
+                 stop_timeout: float = 30.0, nofile: tuple[int, int] | None = None) -> None:
         self.data_dir = data_dir
         self.args = list(args)
-        super().__init__(roster_command(data_dir, *args), name=name, log_path=log_path,
+        self.nofile = nofile
+        super().__init__(self.command(), name=name, log_path=log_path,
                          env={**os.environ, **(env or {})}, timeout=timeout,
                          stop_timeout=stop_timeout)
 
     def command(self) -> list[str]:
-        """The command line ``start()`` runs; a subclass may wrap it (e.g. to set a limit)."""
-        return roster_command(self.data_dir, *self.args)
+        """The command line ``start()`` runs."""
+        cmd = roster_command(self.data_dir, *self.args)
+        return cmd if self.nofile is None else with_nofile_limit(cmd, *self.nofile)
 
     def start(self) -> RosterChild:
         # built at each start: a caller may change ``args`` between runs of the same data dir

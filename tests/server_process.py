@@ -26,8 +26,10 @@ START_TIMEOUT_S = 30.0
 
 
 class ServerProcess(RosterChild):
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        super().__init__(data_dir, *args, env=env, timeout=START_TIMEOUT_S, stop_timeout=30.0)
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None,
+                 nofile: tuple[int, int] | None = None) -> None:
+        super().__init__(data_dir, *args, env=env, timeout=START_TIMEOUT_S, stop_timeout=30.0,
+                         nofile=nofile)
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"token": token} if token else {}

@@ -345,28 +345,11 @@ def test_beyond_the_cap_clients_wait_in_the_backlog(tmp_path: Path) -> None:
     assert "http: at most 3 connections" in proc.text()
 
 
-class LimitedServer(ServerProcess):
-    """``roster serve`` in a child whose RLIMIT_NOFILE is ``NOFILE`` (soft and hard, unless
-    ``hard`` says otherwise)."""
-
-    hard = NOFILE
-
-    def command(self) -> list[str]:
-        python, dash_m, module, *args = super().command()
-        assert (dash_m, module) == ("-m", "server")
-        boot = ("import resource, runpy; "
-                f"resource.setrlimit(resource.RLIMIT_NOFILE, ({NOFILE}, {self.hard})); "
-                "runpy.run_module('server', run_name='__main__', alter_sys=True)")
-        return [python, "-c", boot, *args]
-
-
-class RaisableServer(LimitedServer):
-    hard = 4 * NOFILE
 
 
 def test_the_soft_descriptor_limit_is_raised_to_the_hard_one_and_sizes_the_cap(
         tmp_path: Path) -> None:
-    proc = RaisableServer(tmp_path / "data", "--token", TOKEN)
+    proc = ServerProcess(tmp_path / "data", "--token", TOKEN, nofile=(NOFILE, 4 * NOFILE))
     with started(proc):
         text = proc.text()
     assert text.count(f"raised the open-file limit from {NOFILE} to {4 * NOFILE}") == 1
@@ -376,7 +359,8 @@ def test_the_soft_descriptor_limit_is_raised_to_the_hard_one_and_sizes_the_cap(
 
 def test_a_descriptor_flood_is_logged_once_and_survived(tmp_path: Path) -> None:
     # A cap above the descriptor limit, so accept() itself runs out (EMFILE).
-    proc = LimitedServer(tmp_path / "data", "--token", TOKEN, "--http-max-connections", "1000")
+    proc = ServerProcess(tmp_path / "data", "--token", TOKEN, "--http-max-connections", "1000",
+                         nofile=(NOFILE, NOFILE))
     with started(proc):
         def logged(line: str, times: int) -> bool:
             return proc.text().count(line) == times

@@ -30,18 +30,6 @@ NOFILE = 64
 TIMEOUT_LINE = b"-ERR command not received in full within 1 s\r\n"
 
 
-class LimitedServer(ServerProcess):
-    """``roster serve`` in a child whose RLIMIT_NOFILE is ``NOFILE`` (soft and hard)."""
-
-    def command(self) -> list[str]:
-        python, dash_m, module, *args = super().command()
-        assert (dash_m, module) == ("-m", "server")
-        boot = ("import resource, runpy; "
-                f"resource.setrlimit(resource.RLIMIT_NOFILE, ({NOFILE}, {NOFILE})); "
-                "runpy.run_module('server', run_name='__main__', alter_sys=True)")
-        return [python, "-c", boot, *args]
-
-
 def addr(proc: ServerProcess) -> tuple[str, int]:
     assert proc.resp is not None
     return proc.resp
@@ -91,7 +79,7 @@ def test_a_trickling_command_is_closed_at_its_deadline(tmp_path: Path) -> None:
 
 
 def test_descriptor_flood_is_survived_and_logged_once(tmp_path: Path) -> None:
-    proc = LimitedServer(tmp_path / "data", "--token", TOKEN)
+    proc = ServerProcess(tmp_path / "data", "--token", TOKEN, nofile=(NOFILE, NOFILE))
     with started(proc), connect(proc) as r, ExitStack() as stack:
         assert r.ping() is True  # this connection holds its descriptor through the flood
         flood = []
@@ -130,7 +118,8 @@ def test_descriptor_flood_is_survived_and_logged_once(tmp_path: Path) -> None:
 
 def test_log_rotates_while_clients_hold_every_descriptor(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    proc = LimitedServer(data, "--token", TOKEN, "--segment-bytes", "4096")
+    proc = ServerProcess(data, "--token", TOKEN, "--segment-bytes", "4096",
+                         nofile=(NOFILE, NOFILE))
     with started(proc), connect(proc) as r, ExitStack() as stack:
         assert r.ping() is True  # connected before the flood (redis-py connects lazily)
         for _ in range(NOFILE + 16):

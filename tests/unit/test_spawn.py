@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from server.spawn import Child, ChildError, RosterChild, free_port
+from server.spawn import (
+    Child,
+    ChildError,
+    RosterChild,
+    free_port,
+    roster_command,
+    with_nofile_limit,
+)
 
 READY = ("import time; print('noise'); "
          "print('listening on http://127.0.0.1:1234/ ok', flush=True)")
@@ -113,3 +120,15 @@ def test_a_running_child_is_not_started_twice() -> None:
         with pytest.raises(RuntimeError, match="toy is already running"):
             child.start()
         assert child.running()
+
+
+def test_with_nofile_limit_runs_the_server_at_that_limit(tmp_path: Path) -> None:
+    cmd = with_nofile_limit(roster_command(tmp_path / "data", "--version"), 64, 128)
+    assert cmd[1] == "-c" and cmd[-1] == "--version"
+    with pytest.raises(ValueError, match="not a python -m server command"):
+        with_nofile_limit(["redis-server", "--port", "0"], 64)
+    probe = [sys.executable, "-c", cmd[2].replace(
+        "runpy.run_module('server', run_name='__main__', alter_sys=True)",
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE))")]
+    assert subprocess.run(probe, capture_output=True, text=True, check=True,
+                          timeout=30).stdout.strip() == "(64, 128)"
